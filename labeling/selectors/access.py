@@ -1,0 +1,46 @@
+"""Who may do what in which project. Every interface calls one of these before anything else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from arbiter.errors import NotFound, PermissionDenied
+from labeling.models import Membership, Project, Role
+
+LABELERS = (Role.ANNOTATOR, Role.MANAGER)
+READERS = (Role.MANAGER, Role.VIEWER)
+EVERYONE = (Role.MANAGER, Role.ANNOTATOR, Role.VIEWER)
+
+
+def membership_get(
+    *, user: AbstractBaseUser | AnonymousUser, project_id: int, roles: Iterable[str] = EVERYONE
+) -> Membership:
+    """The user's membership in the project (with the project loaded), in one query.
+
+    Raises NotFound when the user is not a member (a non-member must not learn the project exists)
+    and PermissionDenied when the role is not among ``roles``. Staff users act as managers.
+    """
+    if not getattr(user, "is_authenticated", False):
+        raise PermissionDenied("authentication required")
+    membership = Membership.objects.select_related("project").filter(project_id=project_id, user_id=user.pk).first()
+    if membership is None:
+        if getattr(user, "is_staff", False):
+            project = Project.objects.filter(pk=project_id).first()
+            if project is not None:
+                return Membership(project=project, user_id=user.pk, role=Role.MANAGER)
+        raise NotFound(f"project {project_id} not found")
+    roles = tuple(roles)
+    if membership.role not in roles:
+        raise PermissionDenied(
+            f"your role in this project is {membership.role}; this needs {' or '.join(str(r) for r in roles)}"
+        )
+    return membership
+
+
+def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    if getattr(user, "is_staff", False):
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user_id=user.pk).distinct()
