@@ -96,8 +96,11 @@ def _claim(lease: Assignment, now: datetime) -> bool:
 def _finish(*, lease: Assignment, now: datetime, counted: bool, status: str, key: str, labelled: bool) -> None:
     task, project = lease.task, lease.project
     updates: dict[str, Any] = {}
+    live_leases = _effective_leases(task, now)
     if counted:
-        updates["leases_out"] = max(task.leases_out - 1, 0) if _effective_leases(task, now) else 0
+        updates["leases_out"] = max(live_leases - 1, 0)
+    elif live_leases == 0 and task.leases_out:
+        updates["leases_out"] = 0  # every lease on the task is stale: tidy the counter
     if labelled:
         updates["judgment_count"] = task.judgment_count + 1
         if not task.is_gold:
