@@ -29,6 +29,7 @@ def _first_message(detail: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    details: Any
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, "code": exc.code, "details": exc.details}, status=exc.status)
     if isinstance(exc, DjangoValidationError):

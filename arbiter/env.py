@@ -66,7 +66,7 @@ def parse_database_url(name: str, url: str, *, base_dir: Path) -> dict[str, obje
         path = unquote(parsed.path)
         if not path or path == "/":
             raise ImproperlyConfigured(f"{name}={url!r}: sqlite URL needs a file path, e.g. sqlite:///db.sqlite3")
-        file = Path(path[1:]) if not path.startswith("//") else Path(path[1:])
+        file = Path(path[1:])  # "/rel.db" -> rel.db; "//abs/x.db" -> /abs/x.db
         if not file.is_absolute():
             file = base_dir / file
         return {

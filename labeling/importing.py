@@ -93,6 +93,8 @@ def _messages(raw: Any) -> list[dict[str, str]]:
 
 
 def _completion(raw: Any, where: str) -> CompletionRecord:
+    text: Any
+    model: Any
     if isinstance(raw, str):
         text, model = raw, ""
     elif isinstance(raw, dict):
@@ -100,7 +102,7 @@ def _completion(raw: Any, where: str) -> CompletionRecord:
         if extra:
             raise ValueError(f"{where} has unknown keys {sorted(extra)}")
         text = raw.get("text", raw.get("content"))
-        model = raw.get("model", "")
+        model = raw.get("model") or ""
         if not isinstance(model, str):
             raise ValueError(f"{where}.model must be a string")
     else:
@@ -209,9 +211,7 @@ def iter_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, str]]:
             yield number, text
 
 
-def parse_lines(
-    lines: Iterable[bytes | str], *, task_kind: str, max_completions: int
-) -> tuple[list[TaskRecord], int]:
+def parse_lines(lines: Iterable[bytes | str], *, task_kind: str, max_completions: int) -> tuple[list[TaskRecord], int]:
     """Parse every line; return (records, duplicates-within-file) or raise ImportFileError with all bad lines.
 
     Identical tasks (same prompt and completions) inside the file are kept once.

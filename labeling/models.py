@@ -81,6 +81,9 @@ class Prompt(models.Model):
     class Meta:
         indexes = [models.Index(fields=["project", "external_id"], name="prompt_project_extid")]
 
+    def __str__(self) -> str:
+        return f"prompt {self.pk} ({self.external_id or 'no id'})"
+
 
 class Task(models.Model):
     """One prompt with its completions, to be judged ``project.overlap`` times.
@@ -110,6 +113,9 @@ class Task(models.Model):
             models.Index(fields=["project", "is_gold", "is_complete", "judgment_count", "id"], name="task_queue"),
         ]
 
+    def __str__(self) -> str:
+        return f"task {self.pk}"
+
 
 class Completion(models.Model):
     """A model's answer to a task's prompt. ``position`` is the canonical order (as imported)."""
@@ -127,6 +133,9 @@ class Completion(models.Model):
     class Meta:
         ordering = ["task_id", "position"]
         constraints = [models.UniqueConstraint(fields=["task", "position"], name="completion_unique_position")]
+
+    def __str__(self) -> str:
+        return f"completion {self.task_id}.{self.position}"
 
 
 class AssignmentStatus(models.TextChoices):
@@ -162,6 +171,9 @@ class Assignment(models.Model):
             models.Index(fields=["annotator", "project", "status"], name="assignment_annotator_status"),
             models.Index(fields=["status", "expires_at"], name="assignment_status_expiry"),
         ]
+
+    def __str__(self) -> str:
+        return f"lease of task {self.task_id} to user {self.annotator_id} ({self.status})"
 
 
 class JudgmentAction(models.TextChoices):
@@ -221,6 +233,9 @@ class Judgment(models.Model):
         ]
         indexes = [models.Index(fields=["project", "is_live", "action", "id"], name="judgment_export")]
 
+    def __str__(self) -> str:
+        return f"judgment {self.pk} on task {self.task_id}"
+
 
 class Demonstration(models.Model):
     """An ideal answer written by an annotator for a demonstration task (SFT data). Immutable like judgments."""
@@ -256,6 +271,9 @@ class Demonstration(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"demonstration {self.pk} on task {self.task_id}"
+
 
 class GoldAnswer(models.Model):
     """The known-correct verdict on a gold task, used to score annotators."""
@@ -264,6 +282,9 @@ class GoldAnswer(models.Model):
     ranking = models.JSONField()
     all_bad = models.BooleanField(default=False)
     note = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"gold answer for task {self.task_id}"
 
 
 class JobStatus(models.TextChoices):
@@ -291,6 +312,9 @@ class ImportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.status})"
+
 
 class DatasetSnapshot(models.Model):
     """An immutable, versioned export that training runs cite by id (and check by sha256)."""
@@ -311,3 +335,6 @@ class DatasetSnapshot(models.Model):
     class Meta:
         ordering = ["project_id", "-version"]
         constraints = [models.UniqueConstraint(fields=["project", "version"], name="snapshot_unique_version")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} v{self.version} ({self.format})"

@@ -36,14 +36,33 @@ def test_a_real_worker_runs_an_import_job_enqueued_on_commit(on_postgres, tmp_pa
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "arbiter.settings",
         "DJANGO_SECRET_KEY": "celery-test",
-        "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": "postgres://{}@{}:{}/{}".format(
+            db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432, db["NAME"]
+        ),
         "CELERY_BROKER_URL": REDIS_URL,
         "ARTIFACTS_ROOT": str(tmp_path),
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "arbiter", "worker", "-Q", "default", "--pool=solo",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "arbiter",
+            "worker",
+            "-Q",
+            "default",
+            "--pool=solo",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     conf = celery_app.conf
     saved = (conf.task_always_eager, conf.broker_url)

@@ -13,8 +13,17 @@ class ProjectOut(serializers.ModelSerializer[Project]):
     class Meta:
         model = Project
         fields = [
-            "id", "name", "slug", "guidelines", "task_kind", "label_options", "overlap", "lease_seconds",
-            "gold_rate", "created_at", "updated_at",
+            "id",
+            "name",
+            "slug",
+            "guidelines",
+            "task_kind",
+            "label_options",
+            "overlap",
+            "lease_seconds",
+            "gold_rate",
+            "created_at",
+            "updated_at",
         ]
 
 
@@ -85,8 +94,19 @@ class ImportJobOut(serializers.ModelSerializer[ImportJob]):
     class Meta:
         model = ImportJob
         fields = [
-            "id", "project_id", "filename", "status", "total_lines", "processed_lines", "created_tasks",
-            "duplicate_tasks", "imported_judgments", "errors", "message", "created_at", "started_at",
+            "id",
+            "project_id",
+            "filename",
+            "status",
+            "total_lines",
+            "processed_lines",
+            "created_tasks",
+            "duplicate_tasks",
+            "imported_judgments",
+            "errors",
+            "message",
+            "created_at",
+            "started_at",
             "finished_at",
         ]
 
@@ -95,8 +115,17 @@ class SnapshotOut(serializers.ModelSerializer[DatasetSnapshot]):
     class Meta:
         model = DatasetSnapshot
         fields = [
-            "id", "project_id", "version", "name", "format", "options", "filters", "row_count", "sha256",
-            "size_bytes", "created_at",
+            "id",
+            "project_id",
+            "version",
+            "name",
+            "format",
+            "options",
+            "filters",
+            "row_count",
+            "sha256",
+            "size_bytes",
+            "created_at",
         ]
 
 

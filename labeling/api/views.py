@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -26,6 +27,13 @@ from labeling.selectors.projects import project_members, project_progress
 from labeling.services import imports, judgments, leases, projects
 
 MANAGERS = (Role.MANAGER,)
+
+
+def _user(request: Request) -> User:
+    """The signed-in user (every view here requires authentication)."""
+    user = request.user
+    assert isinstance(user, User), "IsAuthenticated guarantees a real user"
+    return user
 
 
 def _parse(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
@@ -53,7 +61,7 @@ class TokenApi(APIView):
 class ProjectListApi(APIView):
     @extend_schema(responses=s.ProjectOut(many=True))
     def get(self, request: Request) -> Response:
-        return Response(s.ProjectOut(project_list_for_user(user=request.user).order_by("id"), many=True).data)
+        return Response(s.ProjectOut(project_list_for_user(user=_user(request)).order_by("id"), many=True).data)
 
     @extend_schema(request=s.ProjectCreateIn, responses={201: s.ProjectOut})
     def post(self, request: Request) -> Response:
@@ -62,19 +70,19 @@ class ProjectListApi(APIView):
 
             raise PermissionDenied("only staff (or users with the add_project permission) can create projects")
         data = _parse(s.ProjectCreateIn, request.data)
-        project = projects.project_create(created_by=request.user, **data)
+        project = projects.project_create(created_by=_user(request), **data)
         return Response(s.ProjectOut(project).data, status=status.HTTP_201_CREATED)
 
 
 class ProjectDetailApi(APIView):
     @extend_schema(responses=s.ProjectOut)
     def get(self, request: Request, project_id: int) -> Response:
-        membership = membership_get(user=request.user, project_id=project_id, roles=EVERYONE)
+        membership = membership_get(user=_user(request), project_id=project_id, roles=EVERYONE)
         return Response(s.ProjectOut(membership.project).data)
 
     @extend_schema(request=s.ProjectUpdateIn, responses=s.ProjectOut)
     def patch(self, request: Request, project_id: int) -> Response:
-        membership = membership_get(user=request.user, project_id=project_id, roles=MANAGERS)
+        membership = membership_get(user=_user(request), project_id=project_id, roles=MANAGERS)
         data = _parse(s.ProjectUpdateIn, request.data)
         project = projects.project_update(project=membership.project, **data)
         return Response(s.ProjectOut(project).data)
@@ -83,19 +91,19 @@ class ProjectDetailApi(APIView):
 class ProjectProgressApi(APIView):
     @extend_schema(responses=inline_serializer("ProgressOut", {"tasks": serializers.IntegerField()}))
     def get(self, request: Request, project_id: int) -> Response:
-        membership = membership_get(user=request.user, project_id=project_id, roles=EVERYONE)
-        return Response(project_progress(project=membership.project, user=request.user).to_json())
+        membership = membership_get(user=_user(request), project_id=project_id, roles=EVERYONE)
+        return Response(project_progress(project=membership.project, user=_user(request)).to_json())
 
 
 class MemberListApi(APIView):
     @extend_schema(responses=s.MembershipOut(many=True))
     def get(self, request: Request, project_id: int) -> Response:
-        membership = membership_get(user=request.user, project_id=project_id, roles=(Role.MANAGER, Role.VIEWER))
+        membership = membership_get(user=_user(request), project_id=project_id, roles=(Role.MANAGER, Role.VIEWER))
         return Response(s.MembershipOut(project_members(project=membership.project), many=True).data)
 
     @extend_schema(request=s.MembershipIn, responses={201: s.MembershipOut})
     def post(self, request: Request, project_id: int) -> Response:
-        membership = membership_get(user=request.user, project_id=project_id, roles=MANAGERS)
+        membership = membership_get(user=_user(request), project_id=project_id, roles=MANAGERS)
         data = _parse(s.MembershipIn, request.data)
         created = projects.membership_set(project=membership.project, username=data["username"], role=data["role"])
         return Response(s.MembershipOut(created).data, status=status.HTTP_201_CREATED)
@@ -104,7 +112,7 @@ class MemberListApi(APIView):
 class MemberDetailApi(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request: Request, project_id: int, username: str) -> Response:
-        membership = membership_get(user=request.user, project_id=project_id, roles=MANAGERS)
+        membership = membership_get(user=_user(request), project_id=project_id, roles=MANAGERS)
         with transaction.atomic():
             projects.membership_remove(project=membership.project, username=username)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -129,7 +137,7 @@ class NextTaskApi(APIView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         data = _parse(s.NextIn, request.data)
-        tasks = leases.assignment_lease_next(user=request.user, project_id=project_id, count=data["count"])
+        tasks = leases.assignment_lease_next(user=_user(request), project_id=project_id, count=data["count"])
         return Response({"tasks": [_task_json(t, render=data["render"]) for t in tasks]})
 
 
@@ -150,7 +158,7 @@ class JudgmentSubmitApi(APIView):
         data = _parse(s.JudgmentIn, request.data)
         key = data.pop("idempotency_key")
         result = judgments.judgment_submit(
-            user=request.user, project_id=project_id, task_id=task_id, idempotency_key=key, **data
+            user=_user(request), project_id=project_id, task_id=task_id, idempotency_key=key, **data
         )
         return _submit_response(result)
 
@@ -161,7 +169,7 @@ class DemonstrationSubmitApi(APIView):
         data = _parse(s.DemonstrationIn, request.data)
         key = data.pop("idempotency_key")
         result = judgments.demonstration_submit(
-            user=request.user, project_id=project_id, task_id=task_id, idempotency_key=key, **data
+            user=_user(request), project_id=project_id, task_id=task_id, idempotency_key=key, **data
         )
         return _submit_response(result)
 
@@ -171,12 +179,14 @@ class SkipApi(APIView):
     def post(self, request: Request, project_id: int, task_id: int) -> Response:
         data = _parse(s.SkipIn, request.data)
         key = data.pop("idempotency_key")
-        result = judgments.task_skip(user=request.user, project_id=project_id, task_id=task_id, idempotency_key=key, **data)
+        result = judgments.task_skip(
+            user=_user(request), project_id=project_id, task_id=task_id, idempotency_key=key, **data
+        )
         return _submit_response(result)
 
 
 class ImportApi(APIView):
-    """Upload a JSONL file (multipart field ``file``). Small files import at once (201); large ones run as a job (202)."""
+    """Upload a JSONL file (multipart field ``file``): small files import at once (201), large ones as a job (202)."""
 
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
@@ -185,7 +195,7 @@ class ImportApi(APIView):
         responses={201: OpenApiResponse(description="imported"), 202: s.ImportJobOut, 400: OpenApiResponse()},
     )
     def post(self, request: Request, project_id: int) -> Response:
-        membership = membership_get(user=request.user, project_id=project_id, roles=MANAGERS)
+        membership = membership_get(user=_user(request), project_id=project_id, roles=MANAGERS)
         upload = request.FILES.get("file")
         if upload is None:
             raise ValidationFailed("attach the JSONL file as the multipart field 'file'", details={"file": "required"})
@@ -199,7 +209,7 @@ class ImportApi(APIView):
             return Response(result.to_json(), status=status.HTTP_201_CREATED)
         job = imports.import_job_create(
             project=membership.project,
-            created_by=request.user,
+            created_by=_user(request),
             filename=upload.name or "upload.jsonl",
             path=path,
             total_lines=total_lines,
@@ -213,9 +223,6 @@ class ImportJobApi(APIView):
         job = ImportJob.objects.filter(pk=job_id).first()
         if job is None:
             raise NotFound(f"import job {job_id} not found")
-        membership_get(user=request.user, project_id=job.project_id, roles=MANAGERS)
+        membership_get(user=_user(request), project_id=job.project_id, roles=MANAGERS)
         job.refresh_from_db()
         return Response(s.ImportJobOut(job).data)
-
-
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from arbiter.errors import NotFound, PermissionDenied
@@ -16,7 +16,7 @@ EVERYONE = (Role.MANAGER, Role.ANNOTATOR, Role.VIEWER)
 
 
 def membership_get(
-    *, user: AbstractBaseUser | AnonymousUser, project_id: int, roles: Iterable[str] = EVERYONE
+    *, user: User | AnonymousUser, project_id: int, roles: Iterable[str] = EVERYONE
 ) -> Membership:
     """The user's membership in the project (with the project loaded), in one query.
 
@@ -25,6 +25,7 @@ def membership_get(
     """
     if not getattr(user, "is_authenticated", False):
         raise PermissionDenied("authentication required")
+    assert user.pk is not None
     membership = Membership.objects.select_related("project").filter(project_id=project_id, user_id=user.pk).first()
     if membership is None:
         if getattr(user, "is_staff", False):
@@ -40,7 +41,7 @@ def membership_get(
     return membership
 
 
-def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
+def project_list_for_user(*, user: User) -> QuerySet[Project]:
     if getattr(user, "is_staff", False):
         return Project.objects.all()
     return Project.objects.filter(memberships__user_id=user.pk).distinct()

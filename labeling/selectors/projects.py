@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Count, Q
 
 from labeling.models import Judgment, JudgmentAction, Membership, Project, Task
@@ -24,7 +24,7 @@ class ProjectProgress:
         return asdict(self)
 
 
-def project_progress(*, project: Project, user: AbstractBaseUser | None = None) -> ProjectProgress:
+def project_progress(*, project: Project, user: User | None = None) -> ProjectProgress:
     counts = Task.objects.filter(project=project).aggregate(
         tasks=Count("id", filter=Q(is_gold=False)),
         gold=Count("id", filter=Q(is_gold=True)),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -61,9 +61,7 @@ def _file_error(exc: ImportFileError) -> ValidationFailed:
 def _reserve_ids(model: type, n: int) -> list[int]:
     table = model._meta.db_table  # type: ignore[attr-defined]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n]
-        )
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -92,14 +90,31 @@ def _write_copy(*, project: Project, records: list[TaskRecord], job_id: int | No
     _copy(
         Task,
         [
-            "id", "project_id", "prompt_id", "content_hash", "is_gold", "n_completions", "judgment_count",
-            "is_complete", "leases_out", "import_job_id", "created_at",
+            "id",
+            "project_id",
+            "prompt_id",
+            "content_hash",
+            "is_gold",
+            "n_completions",
+            "judgment_count",
+            "is_complete",
+            "leases_out",
+            "import_job_id",
+            "created_at",
         ],
         (
             (
-                tid, project.pk, pid, r.content_hash, r.gold is not None, len(r.completions),
-                1 if r.preference else 0, bool(r.preference) and r.gold is None and project.overlap <= 1,
-                0, job_id, now,
+                tid,
+                project.pk,
+                pid,
+                r.content_hash,
+                r.gold is not None,
+                len(r.completions),
+                1 if r.preference else 0,
+                bool(r.preference) and r.gold is None and project.overlap <= 1,
+                0,
+                job_id,
+                now,
             )
             for tid, pid, r in zip(task_ids, prompt_ids, records, strict=True)
         ),
@@ -116,12 +131,34 @@ def _write_copy(*, project: Project, records: list[TaskRecord], job_id: int | No
     _copy(
         Judgment,
         [
-            "project_id", "task_id", "action", "source", "ranking", "all_bad", "criteria", "rationale", "flags",
-            "idempotency_key", "is_live", "created_at",
+            "project_id",
+            "task_id",
+            "action",
+            "source",
+            "ranking",
+            "all_bad",
+            "criteria",
+            "rationale",
+            "flags",
+            "idempotency_key",
+            "is_live",
+            "created_at",
         ],
         (
-            (project.pk, tid, JudgmentAction.LABEL, Source.IMPORT, json.dumps(r.preference), False, "{}", "", "[]",
-             "", True, now)
+            (
+                project.pk,
+                tid,
+                JudgmentAction.LABEL,
+                Source.IMPORT,
+                json.dumps(r.preference),
+                False,
+                "{}",
+                "",
+                "[]",
+                "",
+                True,
+                now,
+            )
             for tid, r in zip(task_ids, records, strict=True)
             if r.preference
         ),
@@ -142,7 +179,9 @@ def _write_orm(*, project: Project, records: list[TaskRecord], job_id: int | Non
         chunk = records[start : start + BATCH]
         prompts = Prompt.objects.bulk_create(
             [
-                Prompt(project=project, messages=r.messages, external_id=r.external_id, metadata=r.metadata, split=r.split)
+                Prompt(
+                    project=project, messages=r.messages, external_id=r.external_id, metadata=r.metadata, split=r.split
+                )
                 for r in chunk
             ]
         )
@@ -170,7 +209,9 @@ def _write_orm(*, project: Project, records: list[TaskRecord], job_id: int | Non
         )
         Judgment.objects.bulk_create(
             [
-                Judgment(project=project, task=t, action=JudgmentAction.LABEL, source=Source.IMPORT, ranking=r.preference)
+                Judgment(
+                    project=project, task=t, action=JudgmentAction.LABEL, source=Source.IMPORT, ranking=r.preference
+                )
                 for t, r in zip(tasks, chunk, strict=True)
                 if r.preference
             ]
@@ -196,8 +237,9 @@ def _existing_hashes(project: Project, hashes: list[str]) -> set[str]:
 
 
 @transaction.atomic
-def _write(*, project: Project, records: list[TaskRecord], in_file_duplicates: int, job_id: int | None,
-           writer: str | None) -> ImportResult:
+def _write(
+    *, project: Project, records: list[TaskRecord], in_file_duplicates: int, job_id: int | None, writer: str | None
+) -> ImportResult:
     # One import per project at a time: the content-hash check and the insert must not interleave.
     Project.objects.select_for_update().filter(pk=project.pk).first()
     existing = _existing_hashes(project, [r.content_hash for r in records])
@@ -258,8 +300,9 @@ def upload_store(*, fileobj: BinaryIO) -> tuple[Path, int]:
 
 
 @transaction.atomic
-def import_job_create(*, project: Project, created_by: AbstractBaseUser | None, filename: str, path: Path,
-                      total_lines: int) -> ImportJob:
+def import_job_create(
+    *, project: Project, created_by: User | None, filename: str, path: Path, total_lines: int
+) -> ImportJob:
     """Record an import to run in the background and enqueue it once this transaction commits."""
     from labeling.tasks import import_job_run_task
 
@@ -302,7 +345,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
             errors=(exc.details or {}).get("errors", []),
             finished_at=timezone.now(),
         )
-    except Exception as exc:  # noqa: BLE001 - any crash must end the job visibly, not leave it "running"
+    except Exception as exc:
         ImportJob.objects.filter(pk=job.pk).update(
             status=JobStatus.FAILED, message=f"import crashed: {exc!r}"[:2000], finished_at=timezone.now()
         )

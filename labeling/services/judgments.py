@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -53,7 +53,7 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _locked_lease(*, user: AbstractBaseUser, project_id: int, task_id: int) -> Assignment:
+def _locked_lease(*, user: User, project_id: int, task_id: int) -> Assignment:
     """The user's lease on the task, locked with its task row; checks membership in the same query."""
     qs = (
         Assignment.objects.select_related("task", "project")
@@ -123,7 +123,7 @@ def _replay(lease: Assignment, key: str) -> SubmitResult | None:
     return None
 
 
-def _key_conflict(*, user: AbstractBaseUser, key: str, task_id: int) -> Conflict:
+def _key_conflict(*, user: User, key: str, task_id: int) -> Conflict:
     return Conflict(
         "this idempotency key was already used for a different submission",
         code="idempotency_key_reused",
@@ -133,7 +133,7 @@ def _key_conflict(*, user: AbstractBaseUser, key: str, task_id: int) -> Conflict
 
 def judgment_submit(
     *,
-    user: AbstractBaseUser,
+    user: User,
     project_id: int,
     task_id: int,
     idempotency_key: str,
@@ -174,7 +174,9 @@ def _time_spent(value: Any) -> int | None:
 
 
 @transaction.atomic
-def _judgment_submit(*, user: AbstractBaseUser, project_id: int, task_id: int, key: str, **verdict: Any) -> SubmitResult:
+def _judgment_submit(
+    *, user: User, project_id: int, task_id: int, key: str, **verdict: Any
+) -> SubmitResult:
     lease = _locked_lease(user=user, project_id=project_id, task_id=task_id)
     replay = _replay(lease, key)
     if replay is not None:
@@ -221,7 +223,7 @@ def _judgment_submit(*, user: AbstractBaseUser, project_id: int, task_id: int, k
 
 def demonstration_submit(
     *,
-    user: AbstractBaseUser,
+    user: User,
     project_id: int,
     task_id: int,
     idempotency_key: str,
@@ -233,7 +235,13 @@ def demonstration_submit(
     key = _check_key(idempotency_key)
     try:
         return _demonstration_submit(
-            user=user, project_id=project_id, task_id=task_id, key=key, text=text, flags=flags, time_spent_ms=time_spent_ms
+            user=user,
+            project_id=project_id,
+            task_id=task_id,
+            key=key,
+            text=text,
+            flags=flags,
+            time_spent_ms=time_spent_ms,
         )
     except IntegrityError:
         raise _key_conflict(user=user, key=key, task_id=task_id) from None
@@ -241,7 +249,7 @@ def demonstration_submit(
 
 @transaction.atomic
 def _demonstration_submit(
-    *, user: AbstractBaseUser, project_id: int, task_id: int, key: str, text: str, flags: Any, time_spent_ms: Any
+    *, user: User, project_id: int, task_id: int, key: str, text: str, flags: Any, time_spent_ms: Any
 ) -> SubmitResult:
     lease = _locked_lease(user=user, project_id=project_id, task_id=task_id)
     replay = _replay(lease, key)
@@ -285,7 +293,7 @@ def _demonstration_submit(
 
 
 def task_skip(
-    *, user: AbstractBaseUser, project_id: int, task_id: int, idempotency_key: str, reason: str = "", flags: Any = None
+    *, user: User, project_id: int, task_id: int, idempotency_key: str, reason: str = "", flags: Any = None
 ) -> SubmitResult:
     """Give a leased task back without labelling it; it is recorded and never served to this user again."""
     key = _check_key(idempotency_key)
@@ -296,7 +304,9 @@ def task_skip(
 
 
 @transaction.atomic
-def _task_skip(*, user: AbstractBaseUser, project_id: int, task_id: int, key: str, reason: str, flags: Any) -> SubmitResult:
+def _task_skip(
+    *, user: User, project_id: int, task_id: int, key: str, reason: str, flags: Any
+) -> SubmitResult:
     lease = _locked_lease(user=user, project_id=project_id, task_id=task_id)
     replay = _replay(lease, key)
     if replay is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
@@ -122,7 +122,7 @@ def _lease_new(*, project: Project, user_id: int, want: int, gold: bool, now: da
 
 @transaction.atomic
 def assignment_lease_next(
-    *, user: AbstractBaseUser, project_id: int, count: int = 1, rng: random.Random | None = None
+    *, user: User, project_id: int, count: int = 1, rng: random.Random | None = None
 ) -> list[LeasedTask]:
     """Lease tasks to ``user`` until they hold ``count`` (1..10) active leases; return those tasks.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
@@ -32,7 +32,7 @@ def _check_numbers(*, overlap: int, lease_seconds: int, gold_rate: float) -> Non
 def project_create(
     *,
     name: str,
-    created_by: AbstractBaseUser | None,
+    created_by: User | None,
     task_kind: str = TaskKind.PAIRWISE,
     slug: str = "",
     guidelines: str = "",

@@ -109,7 +109,9 @@ def test_roles(world):
     assert client_for(ann).post(f"/api/v1/projects/{project.pk}/imports", {"file": upload}).status_code == 403
     assert [p["id"] for p in client_for(ann).get("/api/v1/projects/").json()] == [project.pk]
     assert client_for(stranger).get("/api/v1/projects/").json() == []
-    assert client_for(manager).patch(f"/api/v1/projects/{project.pk}/", {"overlap": 2}, format="json").status_code == 200
+    assert (
+        client_for(manager).patch(f"/api/v1/projects/{project.pk}/", {"overlap": 2}, format="json").status_code == 200
+    )
 
 
 def test_manager_creates_project_adds_member_and_imports():
@@ -125,10 +127,18 @@ def test_manager_creates_project_adds_member_and_imports():
     bad_opts = client.post("/api/v1/projects/", {"name": "X", "label_options": {"strength_min": 3}}, format="json")
     assert bad_opts.status_code == 400 and "strength" in bad_opts.json()["message"]
     make_user("newbie")
-    assert client.post(f"/api/v1/projects/{pid}/members/", {"username": "newbie", "role": "annotator"},
-                       format="json").status_code == 201
-    assert client.post(f"/api/v1/projects/{pid}/members/", {"username": "ghost", "role": "annotator"},
-                       format="json").status_code == 404
+    assert (
+        client.post(
+            f"/api/v1/projects/{pid}/members/", {"username": "newbie", "role": "annotator"}, format="json"
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            f"/api/v1/projects/{pid}/members/", {"username": "ghost", "role": "annotator"}, format="json"
+        ).status_code
+        == 404
+    )
     bad = io.BytesIO(b'{"prompt": "q", "completions": ["a", "b"]}\n{broken\n')
     bad.name = "bad.jsonl"
     resp = client.post(f"/api/v1/projects/{pid}/imports", {"file": bad})

@@ -125,5 +125,6 @@ def test_racing_for_the_last_slot_only_one_wins(on_postgres):
     loser = next(u for u in users if u.pk != winners[0])
     task_id = Task.objects.get().pk
     with pytest.raises(Conflict):
-        judgment_submit(user=loser, project_id=project.pk, task_id=task_id, idempotency_key="x", ranking=[[0], [1]],
-                        strength=1)
+        judgment_submit(
+            user=loser, project_id=project.pk, task_id=task_id, idempotency_key="x", ranking=[[0], [1]], strength=1
+        )

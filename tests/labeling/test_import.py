@@ -40,8 +40,12 @@ def _errors(project, lines):
         (json.dumps({"prompt": "q", "chosen": "a", "rejected": "b", "completions": ["a", "b"]}), "not both"),
         (json.dumps({"prompt": [{"role": "bot", "content": "x"}], "completions": ["a", "b"]}), "role must be one of"),
         (
-            json.dumps({"prompt": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
-                        "completions": ["a", "b"]}),
+            json.dumps(
+                {
+                    "prompt": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+                    "completions": ["a", "b"],
+                }
+            ),
             "last message must be from the user",
         ),
         (json.dumps({"prompt": "q", "completions": ["a", "b"], "split": "test"}), "'split' must be"),
@@ -82,9 +86,15 @@ def test_import_writes_prompts_tasks_completions_judgments_and_gold(writer, requ
         request.getfixturevalue("on_postgres")
     project = make_project()
     lines = [
-        json.dumps({"id": "x1", "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
-                    "completions": [{"text": "4", "model": "m1"}, {"text": "5", "model": "m2"}],
-                    "metadata": {"topic": "math"}, "split": "eval"}),
+        json.dumps(
+            {
+                "id": "x1",
+                "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
+                "completions": [{"text": "4", "model": "m1"}, {"text": "5", "model": "m2"}],
+                "metadata": {"topic": "math"},
+                "split": "eval",
+            }
+        ),
         json.dumps({"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Lyon"}),
         json.dumps({"prompt": "Sky colour?", "completions": ["blue", "green"], "gold": {"ranking": [[0], [1]]}}),
     ]

@@ -72,7 +72,9 @@ def test_verdict_is_validated_against_the_project_options(setup, change, message
 
 def test_a_full_verdict_is_stored(setup):
     project, ann, task_id = setup
-    res = submit(project, ann, task_id, criteria={"helpfulness": {"0": 2, "1": 5}}, flags=["unsafe"], time_spent_ms=4200)
+    res = submit(
+        project, ann, task_id, criteria={"helpfulness": {"0": 2, "1": 5}}, flags=["unsafe"], time_spent_ms=4200
+    )
     j = Judgment.objects.get(pk=res.id)
     assert j.ranking == [[1], [0]] and j.strength == 2 and j.criteria == {"helpfulness": {"0": 2, "1": 5}}
     assert j.flags == ["unsafe"] and j.time_spent_ms == 4200 and j.rationale == "B is right" and j.is_live
@@ -121,8 +123,9 @@ def test_no_lease_means_no_judgment():
     add_member(project, other)
     task_id = assignment_lease_next(user=ann, project_id=project.pk)[0].task_id
     with pytest.raises(Conflict) as info:
-        judgment_submit(user=other, project_id=project.pk, task_id=task_id, idempotency_key="x", ranking=[[0], [1]],
-                        strength=1)
+        judgment_submit(
+            user=other, project_id=project.pk, task_id=task_id, idempotency_key="x", ranking=[[0], [1]], strength=1
+        )
     assert info.value.code == "no_lease"
 
 
@@ -178,8 +181,9 @@ def test_demonstrations():
     )
     assert Demonstration.objects.get(pk=res.id).text == "Soft rain on the roof"
     with pytest.raises(ValidationFailed, match="demonstration project"):
-        judgment_submit(user=ann, project_id=project.pk, task_id=leased.task_id, idempotency_key="j",
-                        ranking=[[0]], strength=1)
+        judgment_submit(
+            user=ann, project_id=project.pk, task_id=leased.task_id, idempotency_key="j", ranking=[[0]], strength=1
+        )
 
 
 def test_pairs_from_a_ranking_keep_ties():

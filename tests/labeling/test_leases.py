@@ -23,8 +23,12 @@ def lease(user, project, count=1, seed=0):
 
 def judge(user, project, task_id, key=None):
     return judgment_submit(
-        user=user, project_id=project.pk, task_id=task_id, idempotency_key=key or f"{user.pk}-{task_id}",
-        ranking=[[0], [1]], strength=1,
+        user=user,
+        project_id=project.pk,
+        task_id=task_id,
+        idempotency_key=key or f"{user.pk}-{task_id}",
+        ranking=[[0], [1]],
+        strength=1,
     )
 
 
@@ -138,8 +142,15 @@ def test_blind_payload_hides_models_and_others_and_shuffles_per_annotator():
     seed_tasks(project, 1)
     a, b = annotators(project, 2)
     ta = lease(a, project)[0]
-    judgment_submit(user=a, project_id=project.pk, task_id=ta.task_id, idempotency_key="k", ranking=[[1], [0]],
-                    strength=3, rationale="secret reasoning")
+    judgment_submit(
+        user=a,
+        project_id=project.pk,
+        task_id=ta.task_id,
+        idempotency_key="k",
+        ranking=[[1], [0]],
+        strength=3,
+        rationale="secret reasoning",
+    )
     tb = lease(b, project)[0]
     assert tb.task_id == ta.task_id
     payload = repr(tb)
