@@ -137,13 +137,14 @@ SPECTACULAR_SETTINGS = {
 _celery_dir = VAR_DIR / "celery"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (_celery_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(_celery_dir / "out"),
         "data_folder_out": str(_celery_dir / "out"),
         "data_folder_processed": str(_celery_dir / "processed"),
         "store_processed": False,
+        "control_folder": str(_celery_dir / "control"),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
