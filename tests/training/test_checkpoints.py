@@ -50,7 +50,7 @@ def test_register_a_local_model_and_cite_it_from_a_completion(tiny_model_dir):
 def test_bad_registrations_say_what_is_wrong(tmp_path, tiny_model_dir):
     with pytest.raises(ValidationFailed, match="not a directory"):
         checkpoint_register(name="x", kind="pretrained", path=str(tmp_path / "missing"))
-    with pytest.raises(ValidationFailed, match="no config.json"):
+    with pytest.raises(ValidationFailed, match=r"no config\.json"):
         checkpoint_register(name="x", kind="pretrained", path=str(tmp_path))
     with pytest.raises(ValidationFailed, match="kind must be"):
         checkpoint_register(name="x", kind="magic", path=str(tiny_model_dir))
