@@ -79,12 +79,15 @@ def _lease_sql(*, gold: bool) -> str:
             "AND t.judgment_count + CASE WHEN t.lease_horizon > %(now)s THEN t.leases_out ELSE 0 END < %(overlap)s"
         )
     )
+    # `= ANY(ARRAY(...))` makes Postgres look the picked ids up by primary key; with `IN (...)` it
+    # chose a hash semi-join over a sequential scan of every task (32 ms instead of 2 ms at 100k tasks).
+    picked, close = ("id = ANY(ARRAY(", "))") if pg else ("id IN (", ")")
     # LIMIT: the slots the annotator still needs, after the active leases they already hold.
     return f"""
         UPDATE {task} SET
             leases_out = CASE WHEN lease_horizon > %(now)s THEN leases_out + 1 ELSE 1 END,
             lease_horizon = CASE WHEN lease_horizon > %(expires)s THEN lease_horizon ELSE %(expires)s END
-        WHERE id IN (
+        WHERE {picked}
             SELECT t.id FROM {task} t
             WHERE t.project_id = %(project)s AND t.is_gold = %(gold)s {open_clause}
               AND NOT EXISTS (
@@ -99,7 +102,7 @@ def _lease_sql(*, gold: bool) -> str:
                   AND m.status = 'active' AND m.expires_at > %(now)s
             ), 0)
             {lock}
-        )
+        {close}
         RETURNING id
     """
 
