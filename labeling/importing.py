@@ -115,8 +115,22 @@ def _completion(raw: Any, where: str) -> CompletionRecord:
 
 
 def content_hash(messages: list[dict[str, str]], completions: list[CompletionRecord]) -> str:
-    canonical = json.dumps([messages, [c.text for c in completions]], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """sha256 over the prompt messages and completion texts, with separators no text can contain
+    unescaped (ASCII unit/record separators are escaped first). Same content, same hash."""
+    h = hashlib.sha256()
+    for m in messages:
+        h.update(b"\x1dm")
+        h.update(m["role"].encode())
+        h.update(b"\x1f")
+        h.update(_escape(m["content"]))
+    for c in completions:
+        h.update(b"\x1dc")
+        h.update(_escape(c.text))
+    return h.hexdigest()
+
+
+def _escape(text: str) -> bytes:
+    return text.encode("utf-8").replace(b"\\", b"\\\\").replace(b"\x1d", b"\\x1d").replace(b"\x1f", b"\\x1f")
 
 
 def parse_record(obj: Any, *, line: int, task_kind: str, max_completions: int) -> TaskRecord:

@@ -83,7 +83,15 @@ def _write_copy(*, project: Project, records: list[TaskRecord], job_id: int | No
         Prompt,
         ["id", "project_id", "messages", "external_id", "metadata", "split", "created_at"],
         (
-            (pid, project.pk, json.dumps(r.messages), r.external_id, json.dumps(r.metadata), r.split, now)
+            (
+                pid,
+                project.pk,
+                json.dumps(r.messages),
+                r.external_id,
+                json.dumps(r.metadata) if r.metadata else "{}",
+                r.split,
+                now,
+            )
             for pid, r in zip(prompt_ids, records, strict=True)
         ),
     )
@@ -226,6 +234,16 @@ def _write_orm(*, project: Project, records: list[TaskRecord], job_id: int | Non
 
 
 def _existing_hashes(project: Project, hashes: list[str]) -> set[str]:
+    if not Task.objects.filter(project=project).exists():
+        return set()  # a first import: nothing to compare against
+    if connection.vendor == "postgresql":
+        # One array parameter instead of thousands of bound values.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT content_hash FROM {Task._meta.db_table} WHERE project_id = %s AND content_hash = ANY(%s)",
+                [project.pk, hashes],
+            )
+            return {row[0] for row in cursor.fetchall()}
     found: set[str] = set()
     for start in range(0, len(hashes), BATCH):
         found.update(
