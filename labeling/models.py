@@ -270,6 +270,7 @@ class Demonstration(models.Model):
                 name="demonstration_unique_idempotency_key",
             ),
         ]
+        indexes = [models.Index(fields=["project", "is_live", "id"], name="demonstration_export")]
 
     def __str__(self) -> str:
         return f"demonstration {self.pk} on task {self.task_id}"

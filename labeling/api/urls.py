@@ -25,9 +25,4 @@ urlpatterns = [
     path("imports/<int:job_id>", views.ImportJobApi.as_view(), name="api-import-job"),
 ]
 
-try:  # the export views live in their own module
-    from labeling.api import exports as _exports  # noqa: F401
-
-    urlpatterns.append(path("", include("labeling.api.exports")))
-except ImportError:  # pragma: no cover - during bootstrap only
-    pass
+urlpatterns.append(path("", include("labeling.api.exports")))

@@ -1,0 +1,1 @@
+"""Export formats (plain Python, in ``formats``); the Django side is ``labeling.selectors.exports``."""
