@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -17,7 +18,9 @@ from labeling.services.imports import import_job_create
 from tests.factories import make_project, pairwise_lines
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+# A Redis database of its own (1..15) so a second suite running at the same time on this machine
+# cannot consume this test's message.
+REDIS_URL = os.environ.get("ARBITER_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{random.randint(1, 15)}")
 
 
 def test_gpu_work_is_routed_to_the_gpu_queue():
