@@ -79,7 +79,8 @@ def validate_verdict(
     if ranking is None and all_bad:
         ranking = [list(range(n_completions))]
     tiers = validate_ranking(ranking, n_completions=n_completions)
-    if not options.allow_tie and any(len(t) > 1 for t in tiers):
+    # "Both bad" is an outcome of its own: it may rank the bad completions equal even where ties are off.
+    if not options.allow_tie and not all_bad and any(len(t) > 1 for t in tiers):
         raise RankingError("ties are not allowed in this project")
     if all_bad and not options.allow_both_bad:
         raise RankingError("'both bad' is not allowed in this project")

@@ -70,6 +70,24 @@ def test_verdict_is_validated_against_the_project_options(setup, change, message
     assert Task.objects.get(pk=task_id).judgment_count == 0
 
 
+def test_both_bad_is_allowed_as_a_tie_even_where_ties_are_not():
+    from labeling.options import parse_label_options
+    from labeling.rankings import validate_verdict
+
+    options = parse_label_options({"allow_tie": False, "allow_both_bad": True}, task_kind="pairwise")
+    verdict = validate_verdict(
+        options=options,
+        n_completions=2,
+        ranking=None,
+        all_bad=True,
+        strength=None,
+        criteria=None,
+        rationale="",
+        flags=None,
+    )
+    assert verdict.ranking == [[0, 1]] and verdict.all_bad and verdict.strength is None
+
+
 def test_a_full_verdict_is_stored(setup):
     project, ann, task_id = setup
     res = submit(
