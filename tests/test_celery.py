@@ -23,6 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("ARBITER_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{random.randint(1, 15)}")
 
 
+def _drop_broker_connections() -> None:
+    """Forget pooled broker connections so the next publish uses the current broker_url."""
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
 def test_gpu_work_is_routed_to_the_gpu_queue():
     router = celery_app.amqp.router
     assert router.route({}, "training.tasks.run_sft")["queue"].name == "gpu"
@@ -70,6 +78,7 @@ def test_a_real_worker_runs_an_import_job_enqueued_on_commit(on_postgres, tmp_pa
     conf = celery_app.conf
     saved = (conf.task_always_eager, conf.broker_url)
     conf.task_always_eager, conf.broker_url = False, REDIS_URL
+    _drop_broker_connections()
     try:
         project = make_project()
         path = tmp_path / "upload.jsonl"
@@ -81,7 +90,10 @@ def test_a_real_worker_runs_an_import_job_enqueued_on_commit(on_postgres, tmp_pa
             if job.status in ("succeeded", "failed"):
                 break
             time.sleep(0.3)
-        assert job.status == "succeeded", (job.status, job.message)
+        if job.status != "succeeded":
+            worker.terminate()
+            output = worker.communicate(timeout=20)[0].decode(errors="replace")
+            pytest.fail(f"job {job.status!r} {job.message!r}; broker {celery_app.pool.connection.as_uri()}\n{output}")
         assert Task.objects.filter(project=project).count() == 25
         # A redelivered message is a no-op: the status guard refuses to run the job twice.
         from labeling.services.imports import import_job_run
@@ -91,6 +103,7 @@ def test_a_real_worker_runs_an_import_job_enqueued_on_commit(on_postgres, tmp_pa
         assert ImportJob.objects.get(pk=job.pk).status == "succeeded"
     finally:
         conf.task_always_eager, conf.broker_url = saved
+        _drop_broker_connections()
         worker.terminate()
         try:
             out = worker.communicate(timeout=20)[0]
