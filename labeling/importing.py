@@ -19,21 +19,28 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from labeling.rankings import RankingError, validate_ranking
 
 ROLES = ("system", "user", "assistant")
 KNOWN_KEYS = {"prompt", "completions", "chosen", "rejected", "id", "external_id", "metadata", "split", "gold"}
 MAX_TEXT = 200_000
 MAX_ERRORS = 1000
+BATCH_SIZE = 5000
+
+_KNOWN_KEYS = frozenset(KNOWN_KEYS)
+_MESSAGE_KEYS = frozenset(("role", "content", "name"))
+_COMPLETION_KEYS = frozenset(("text", "model", "content"))
 
 
-@dataclass
+@dataclass(slots=True)
 class CompletionRecord:
     text: str
     model: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRecord:
     line: int
     messages: list[dict[str, str]]
@@ -77,9 +84,9 @@ def _messages(raw: Any) -> list[dict[str, str]]:
         raise ValueError("prompt must be a string or a non-empty list of {role, content} messages")
     out = []
     for i, msg in enumerate(raw):
-        if not isinstance(msg, dict) or set(msg) - {"role", "content", "name"} or "role" not in msg:
+        if not isinstance(msg, dict) or "role" not in msg or not msg.keys() <= _MESSAGE_KEYS:
             raise ValueError(f"prompt[{i}] must be an object with role and content")
-        role, content = msg.get("role"), msg.get("content")
+        role, content = msg["role"], msg.get("content")
         if role not in ROLES:
             raise ValueError(f"prompt[{i}].role must be one of {', '.join(ROLES)}, got {role!r}")
         if not isinstance(content, str) or not content.strip():
@@ -98,10 +105,9 @@ def _completion(raw: Any, where: str) -> CompletionRecord:
     if isinstance(raw, str):
         text, model = raw, ""
     elif isinstance(raw, dict):
-        extra = set(raw) - {"text", "model", "content"}
-        if extra:
-            raise ValueError(f"{where} has unknown keys {sorted(extra)}")
-        text = raw.get("text", raw.get("content"))
+        if not raw.keys() <= _COMPLETION_KEYS:
+            raise ValueError(f"{where} has unknown keys {sorted(set(raw) - _COMPLETION_KEYS)}")
+        text = raw["text"] if "text" in raw else raw.get("content")
         model = raw.get("model") or ""
         if not isinstance(model, str):
             raise ValueError(f"{where}.model must be a string")
@@ -117,16 +123,12 @@ def _completion(raw: Any, where: str) -> CompletionRecord:
 def content_hash(messages: list[dict[str, str]], completions: list[CompletionRecord]) -> str:
     """sha256 over the prompt messages and completion texts, with separators no text can contain
     unescaped (ASCII unit/record separators are escaped first). Same content, same hash."""
-    h = hashlib.sha256()
+    parts: list[bytes] = []
     for m in messages:
-        h.update(b"\x1dm")
-        h.update(m["role"].encode())
-        h.update(b"\x1f")
-        h.update(_escape(m["content"]))
+        parts += (b"\x1dm", m["role"].encode(), b"\x1f", _escape(m["content"]))
     for c in completions:
-        h.update(b"\x1dc")
-        h.update(_escape(c.text))
-    return h.hexdigest()
+        parts += (b"\x1dc", _escape(c.text))
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def _escape(text: str) -> bytes:
@@ -137,15 +139,13 @@ def parse_record(obj: Any, *, line: int, task_kind: str, max_completions: int) -
     """Validate one decoded line; raise ValueError with a message naming the bad field."""
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
-    unknown = set(obj) - KNOWN_KEYS
-    if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)}")
+    if not obj.keys() <= _KNOWN_KEYS:
+        raise ValueError(f"unknown keys {sorted(set(obj) - _KNOWN_KEYS)}")
     if "prompt" not in obj:
         raise ValueError("missing 'prompt'")
     messages = _messages(obj["prompt"])
-    has_pair = "chosen" in obj or "rejected" in obj
     preference = None
-    if has_pair:
+    if "chosen" in obj or "rejected" in obj:
         if "completions" in obj:
             raise ValueError("use either 'completions' or 'chosen'/'rejected', not both")
         if "chosen" not in obj or "rejected" not in obj:
@@ -162,16 +162,17 @@ def parse_record(obj: Any, *, line: int, task_kind: str, max_completions: int) -
         if not isinstance(raw, list):
             raise ValueError("'completions' must be a list")
         completions = [_completion(c, f"completions[{i}]") for i, c in enumerate(raw)]
+    n = len(completions)
     if task_kind == "demonstration":
         if completions:
             raise ValueError("a demonstration project takes prompts only (no completions)")
     elif task_kind == "pairwise":
-        if len(completions) != 2:
-            raise ValueError(f"a pairwise task needs exactly 2 completions, got {len(completions)}")
+        if n != 2:
+            raise ValueError(f"a pairwise task needs exactly 2 completions, got {n}")
     else:
-        if not 2 <= len(completions) <= max_completions:
-            raise ValueError(f"a ranking task needs 2..{max_completions} completions, got {len(completions)}")
-    if len({c.text for c in completions}) != len(completions):
+        if not 2 <= n <= max_completions:
+            raise ValueError(f"a ranking task needs 2..{max_completions} completions, got {n}")
+    if n > 1 and len({c.text for c in completions}) != n:
         raise ValueError("two completions of this task have the same text")
     ext = obj.get("id", obj.get("external_id", ""))
     if isinstance(ext, int) and not isinstance(ext, bool):
@@ -193,7 +194,7 @@ def parse_record(obj: Any, *, line: int, task_kind: str, max_completions: int) -
         if not isinstance(g, dict) or "ranking" not in g:
             raise ValueError("'gold' must be an object with a 'ranking'")
         try:
-            gold = validate_ranking(g["ranking"], n_completions=len(completions))
+            gold = validate_ranking(g["ranking"], n_completions=n)
         except RankingError as exc:
             raise ValueError(f"gold: {exc}") from None
         gold_all_bad = bool(g.get("all_bad", False))
@@ -211,18 +212,108 @@ def parse_record(obj: Any, *, line: int, task_kind: str, max_completions: int) -
     )
 
 
-def iter_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, str]]:
-    for number, raw in enumerate(lines, start=1):
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
+
+
+class LineParser:
+    """Parses and validates a JSONL file line by line, handing out the good records in batches.
+
+    Every line is checked; the bad ones are collected in ``errors`` (at most ``MAX_ERRORS``) and, at
+    the end, raised together as ``ImportFileError``. Once a line is bad no more records are handed
+    out, so a caller that writes batches as they come must undo them when the error is raised (one
+    transaction). Identical tasks (same prompt and completions) are kept once; ``duplicates`` counts
+    the others.
+
+    Lines are decoded with orjson first. Anything orjson rejects or may read differently from the
+    standard library (invalid UTF-8, blank lines, NaN, integers beyond 64 bits, which orjson turns
+    into floats, lone surrogates, ...), every line that fails validation, and every record whose
+    metadata holds a float is decoded again with ``json`` and validated from that, so the records
+    and the error messages are exactly those of the standard library.
+    """
+
+    def __init__(self, *, task_kind: str, max_completions: int) -> None:
+        self.task_kind = task_kind
+        self.max_completions = max_completions
+        self.errors: list[LineError] = []
+        self.duplicates = 0
+        self.truncated = False
+        self.records = 0  # distinct good records handed out
+        self._seen: set[str] = set()
+
+    def _slow(self, number: int, raw: bytes | str) -> TaskRecord | None:
+        """The standard-library path: None for a blank line or a bad one (recorded in ``errors``)."""
         if isinstance(raw, bytes):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield number, f"\0bad utf-8 at byte {exc.start}"
-                continue
+                self.errors.append(LineError(number, f"not valid UTF-8 (bad utf-8 at byte {exc.start})"))
+                return None
         else:
             text = raw
-        if text.strip():
-            yield number, text
+        if not text.strip():
+            return None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            self.errors.append(LineError(number, f"invalid JSON: {exc.msg} at column {exc.colno}"))
+            return None
+        try:
+            return parse_record(obj, line=number, task_kind=self.task_kind, max_completions=self.max_completions)
+        except ValueError as exc:
+            self.errors.append(LineError(number, str(exc)))
+            return None
+
+    def batches(self, lines: Iterable[bytes | str], *, size: int = BATCH_SIZE) -> Iterator[list[TaskRecord]]:
+        """Yield the good, first-seen records in lists of up to ``size`` while no line is bad; at the end
+        raise ImportFileError if any line was bad, or if the file has no tasks."""
+        errors = self.errors
+        seen = self._seen
+        task_kind = self.task_kind
+        max_completions = self.max_completions
+        loads = orjson.loads
+        batch: list[TaskRecord] = []
+        for number, raw in enumerate(lines, start=1):
+            record: TaskRecord | None = None
+            try:
+                obj = loads(raw)
+            except orjson.JSONDecodeError:
+                record = self._slow(number, raw)
+            else:
+                try:
+                    record = parse_record(obj, line=number, task_kind=task_kind, max_completions=max_completions)
+                except ValueError:
+                    record = self._slow(number, raw)  # the exact message, from the standard library's values
+                else:
+                    if record.metadata and _has_float(record.metadata):
+                        record = self._slow(number, raw)
+            if record is not None:
+                if record.content_hash in seen:
+                    self.duplicates += 1
+                else:
+                    seen.add(record.content_hash)
+                    if not errors:
+                        batch.append(record)
+                        if len(batch) >= size:
+                            self.records += len(batch)
+                            yield batch
+                            batch = []
+            if len(errors) >= MAX_ERRORS:
+                self.truncated = True
+                break
+        if errors:
+            raise ImportFileError(errors, truncated=self.truncated)
+        if batch:
+            self.records += len(batch)
+            yield batch
+        if not self.records and not self.duplicates:
+            raise ImportFileError([LineError(0, "the file has no tasks")])
 
 
 def parse_lines(lines: Iterable[bytes | str], *, task_kind: str, max_completions: int) -> tuple[list[TaskRecord], int]:
@@ -230,36 +321,8 @@ def parse_lines(lines: Iterable[bytes | str], *, task_kind: str, max_completions
 
     Identical tasks (same prompt and completions) inside the file are kept once.
     """
+    parser = LineParser(task_kind=task_kind, max_completions=max_completions)
     records: list[TaskRecord] = []
-    errors: list[LineError] = []
-    seen: set[str] = set()
-    duplicates = 0
-    truncated = False
-    for number, text in iter_lines(lines):
-        if text.startswith("\0"):
-            errors.append(LineError(number, f"not valid UTF-8 ({text[1:]})"))
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            errors.append(LineError(number, f"invalid JSON: {exc.msg} at column {exc.colno}"))
-        else:
-            try:
-                record = parse_record(obj, line=number, task_kind=task_kind, max_completions=max_completions)
-            except ValueError as exc:
-                errors.append(LineError(number, str(exc)))
-            else:
-                if record.content_hash in seen:
-                    duplicates += 1
-                else:
-                    seen.add(record.content_hash)
-                    if not errors:
-                        records.append(record)
-        if len(errors) >= MAX_ERRORS:
-            truncated = True
-            break
-    if errors:
-        raise ImportFileError(errors, truncated=truncated)
-    if not records and not duplicates:
-        raise ImportFileError([LineError(0, "the file has no tasks")])
-    return records, duplicates
+    for batch in parser.batches(lines):
+        records += batch
+    return records, parser.duplicates

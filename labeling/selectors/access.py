@@ -15,9 +15,7 @@ READERS = (Role.MANAGER, Role.VIEWER)
 EVERYONE = (Role.MANAGER, Role.ANNOTATOR, Role.VIEWER)
 
 
-def membership_get(
-    *, user: User | AnonymousUser, project_id: int, roles: Iterable[str] = EVERYONE
-) -> Membership:
+def membership_get(*, user: User | AnonymousUser, project_id: int, roles: Iterable[str] = EVERYONE) -> Membership:
     """The user's membership in the project (with the project loaded), in one query.
 
     Raises NotFound when the user is not a member (a non-member must not learn the project exists)

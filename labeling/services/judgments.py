@@ -174,9 +174,7 @@ def _time_spent(value: Any) -> int | None:
 
 
 @transaction.atomic
-def _judgment_submit(
-    *, user: User, project_id: int, task_id: int, key: str, **verdict: Any
-) -> SubmitResult:
+def _judgment_submit(*, user: User, project_id: int, task_id: int, key: str, **verdict: Any) -> SubmitResult:
     lease = _locked_lease(user=user, project_id=project_id, task_id=task_id)
     replay = _replay(lease, key)
     if replay is not None:
@@ -304,9 +302,7 @@ def task_skip(
 
 
 @transaction.atomic
-def _task_skip(
-    *, user: User, project_id: int, task_id: int, key: str, reason: str, flags: Any
-) -> SubmitResult:
+def _task_skip(*, user: User, project_id: int, task_id: int, key: str, reason: str, flags: Any) -> SubmitResult:
     lease = _locked_lease(user=user, project_id=project_id, task_id=task_id)
     replay = _replay(lease, key)
     if replay is not None:
