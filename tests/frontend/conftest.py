@@ -46,6 +46,9 @@ window.alert = (m) => window.__xss('alert:' + m);
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
+        # In CI a missing browser is a failure, never a silent skip (make test installs it there).
+        if os.environ.get("ARBITER_REQUIRE_POSTGRES") == "1":
+            pytest.fail("Debian's Chromium is missing at /usr/bin/chromium (apt-get install chromium)")
         pytest.skip("needs Debian's Chromium at /usr/bin/chromium")
     from playwright.sync_api import sync_playwright
 
