@@ -1,15 +1,12 @@
 // Export page: shows only the options the chosen format takes, shows the download URL the form
 // builds, and freezes a snapshot with the same format, options and filters (snapshots API).
+import { postJSON } from "./http.js";
+
 const config = JSON.parse(document.getElementById("export-config").textContent);
 const form = document.getElementById("export-form");
 const $ = (id) => document.getElementById(id);
 const OPTION_KEYS = ["style", "ties", "include_margin"];
 const FILTER_KEYS = ["date_from", "date_to", "annotators", "exclude_gold", "min_agreement", "split", "source"];
-
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : document.querySelector('meta[name="csrf-token"]').content;
-}
 
 function syncOptions() {
   const allowed = config.formatOptions[form.elements.format.value] || {};
@@ -58,18 +55,7 @@ $("snapshot-form").addEventListener("submit", async (event) => {
   for (const key of FILTER_KEYS) if (p.has(key)) body.filters[key] = p.get(key);
   status.textContent = "Creating the snapshot…";
   try {
-    const res = await fetch(config.snapshots, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
-      body: JSON.stringify(body),
-    });
-    let data = null;
-    try {
-      data = await res.json();
-    } catch {
-      data = null;
-    }
+    const { res, data } = await postJSON(config.snapshots, body);
     if (res.ok) {
       status.textContent = `Snapshot v${data.version} created (${data.row_count} rows).`;
       setTimeout(() => location.reload(), 1000);

@@ -1,12 +1,8 @@
 // Import page: upload the file to the import API with upload progress, then (for a background
 // job) poll the job and show its progress; a rejected file shows its line-numbered errors.
+import { csrfToken } from "./http.js";
 const config = JSON.parse(document.getElementById("import-config").textContent);
 const $ = (id) => document.getElementById(id);
-
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : document.querySelector('meta[name="csrf-token"]').content;
-}
 
 function progress(phase, value, max, status) {
   $("import-progress").hidden = false;

@@ -7,6 +7,7 @@
 //
 // Untrusted text is only ever inserted as textContent, or as the `html` the API rendered with
 // arbiter.markdown (markdown-it without raw HTML, then the nh3 allow-list sanitizer).
+import { postJSON } from "./http.js";
 import { bindKeys } from "./keys.js";
 
 const config = JSON.parse(document.getElementById("label-config").textContent);
@@ -18,27 +19,6 @@ const MIN_VIEW_MS = 300; // a submit sooner than this after a task appears is a 
 const $ = (id) => document.getElementById(id);
 
 // ------------------------------------------------------------------------------ network
-
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : document.querySelector('meta[name="csrf-token"]').content;
-}
-
-async function postJSON(url, body) {
-  const res = await fetch(url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
-    body: JSON.stringify(body),
-  });
-  let data = null;
-  try {
-    data = await res.json();
-  } catch {
-    data = null;
-  }
-  return { res, data };
-}
 
 function newKey() {
   if (crypto.randomUUID) return crypto.randomUUID();

@@ -1,10 +1,6 @@
 // Project settings page: live preview of the guidelines, rendered on the server by
 // arbiter.markdown (the same sanitizing renderer annotators see), debounced while typing.
-
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : document.querySelector('meta[name="csrf-token"]').content;
-}
+import { csrfToken } from "./http.js";
 
 function bindPreview(target) {
   const source = document.getElementById(target.dataset.source);
