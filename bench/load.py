@@ -2,23 +2,28 @@
 
 Run as its own process (``python -m bench.load --spec spec.json``) so that its CPU use can be
 measured apart from the server's and the orchestrator's. One thread per annotator, each with its
-own ``httpx.Client`` (keep-alive) and its own token. Prints one JSON object on stdout.
+own keep-alive HTTP/1.1 connection (``http.client``) and its own token. Prints one JSON object on stdout.
+
+The client is the standard library's ``http.client`` rather than httpx: the load generator shares the
+two cores with the server it measures. Measured here with 8 annotators: httpx used 0.21 cores at 83
+annotations/s (2.5 ms of CPU per annotation), ``http.client`` 0.12 cores at 218/s (0.55 ms). Real
+annotators' browsers run on other machines, so the lighter the client, the truer the server's figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import random
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from typing import Any
-
-import httpx
 
 
 def _annotator(
@@ -38,48 +43,52 @@ def _annotator(
     annotations = 0
     replays = 0
     empty = 0
-    headers = {"Authorization": f"Token {token}"}
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
     next_url = f"/api/v1/projects/{project_id}/next"
-    with httpx.Client(base_url=base_url, headers=headers, timeout=30.0) as client:
-        start.wait()
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            try:
-                r = client.post(next_url, json={"count": 1})
-            except httpx.HTTPError as exc:
-                errors[f"next:{type(exc).__name__}"] += 1
-                continue
-            lat["next"].append(time.perf_counter() - t0)
-            if not 200 <= r.status_code < 300:
-                errors[f"next:{r.status_code}"] += 1
-                if len(samples) < 3:
-                    samples.append(f"next {r.status_code}: {r.text[:300]}")
-                continue
-            tasks = r.json()["tasks"]
-            if not tasks:
-                empty += 1
-                break  # the pool is exhausted for this annotator
-            task_id = tasks[0]["task_id"]
-            body = {
-                "idempotency_key": str(uuid.uuid4()),
-                "ranking": [[1], [0]] if rng.random() < 0.5 else [[0], [1]],
-                "strength": rng.randint(1, 3),
-            }
-            t0 = time.perf_counter()
-            try:
-                r = client.post(f"/api/v1/projects/{project_id}/tasks/{task_id}/judgments", json=body)
-            except httpx.HTTPError as exc:
-                errors[f"submit:{type(exc).__name__}"] += 1
-                continue
-            lat["submit"].append(time.perf_counter() - t0)
-            if r.status_code == 201:
-                annotations += 1
-            elif r.status_code == 200:
-                replays += 1  # 2xx, so not an error, but a fresh key should never replay
-            else:
-                errors[f"submit:{r.status_code}"] += 1
-                if len(samples) < 3:
-                    samples.append(f"submit {r.status_code}: {r.text[:300]}")
+    next_body = json.dumps({"count": 1})
+    client = _Client(base_url, headers)
+    start.wait()
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        try:
+            status, text = client.post(next_url, next_body)
+        except (OSError, http.client.HTTPException) as exc:
+            errors[f"next:{type(exc).__name__}"] += 1
+            client.reset()
+            continue
+        lat["next"].append(time.perf_counter() - t0)
+        if not 200 <= status < 300:
+            errors[f"next:{status}"] += 1
+            if len(samples) < 3:
+                samples.append(f"next {status}: {text[:300]}")
+            continue
+        tasks = json.loads(text)["tasks"]
+        if not tasks:
+            empty += 1
+            break  # the pool is exhausted for this annotator
+        task_id = tasks[0]["task_id"]
+        body = {
+            "idempotency_key": str(uuid.uuid4()),
+            "ranking": [[1], [0]] if rng.random() < 0.5 else [[0], [1]],
+            "strength": rng.randint(1, 3),
+        }
+        t0 = time.perf_counter()
+        try:
+            status, text = client.post(f"/api/v1/projects/{project_id}/tasks/{task_id}/judgments", json.dumps(body))
+        except (OSError, http.client.HTTPException) as exc:
+            errors[f"submit:{type(exc).__name__}"] += 1
+            client.reset()
+            continue
+        lat["submit"].append(time.perf_counter() - t0)
+        if status == 201:
+            annotations += 1
+        elif status == 200:
+            replays += 1  # 2xx, so not an error, but a fresh key should never replay
+        else:
+            errors[f"submit:{status}"] += 1
+            if len(samples) < 3:
+                samples.append(f"submit {status}: {text[:300]}")
+    client.close()
     out.update(
         lat=lat,
         errors=errors,
@@ -89,6 +98,28 @@ def _annotator(
         empty=empty,
         end=time.perf_counter(),
     )
+
+
+class _Client:
+    """One keep-alive HTTP/1.1 connection; reconnects after a transport error."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.headers = headers
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30.0)
+
+    def post(self, path: str, body: str) -> tuple[int, str]:
+        self.conn.request("POST", path, body=body.encode(), headers=self.headers)
+        response = self.conn.getresponse()
+        return response.status, response.read().decode()
+
+    def reset(self) -> None:
+        self.close()
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30.0)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def percentile(values: list[float], q: float) -> float | None:

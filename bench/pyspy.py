@@ -16,7 +16,7 @@ from typing import Any
 # Share of samples (inclusive) whose stack holds any of these frames (function names as py-spy prints them).
 BUCKETS: dict[str, tuple[str, ...]] = {
     "whole request (Django handler, middleware, DRF, view)": ("WSGIHandler.__call__",),
-    "DRF token auth (Token + User query)": ("TokenAuthentication.authenticate",),
+    "DRF token auth (Token + User query)": ("TokenAuthentication.authenticate", "FastTokenAuthentication.authenticate"),
     "next: assignment_lease_next (all of it)": ("assignment_lease_next",),
     "next: membership_get": ("membership_get",),
     "next: leased_tasks_for_user (payload query)": ("leased_tasks_for_user",),

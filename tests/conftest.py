@@ -25,3 +25,19 @@ def on_postgres() -> None:
 @pytest.fixture(autouse=True)
 def _artifacts(tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
     settings.ARTIFACTS_ROOT = tmp_path / "artifacts"
+
+
+@pytest.fixture(params=["one-statement", "general"])
+def hot_path(request, monkeypatch) -> str:  # type: ignore[no-untyped-def]
+    """Run a test on each implementation of next-task and submit.
+
+    On Postgres the common next-task and submit are single statements (``leases._lease_next_postgres``,
+    ``judgments._judgment_submit_one_statement``); the general path (every database, every case) is
+    forced with the modules' ``PORTABLE_ONLY`` switch, so CI, which runs on Postgres, covers both.
+    """
+    from labeling.services import judgments, leases
+
+    general = request.param == "general"
+    monkeypatch.setattr(leases, "PORTABLE_ONLY", general)
+    monkeypatch.setattr(judgments, "PORTABLE_ONLY", general)
+    return str(request.param)

@@ -8,15 +8,18 @@ membership check), the insert, and the two counter updates.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from arbiter.errors import Conflict, NotFound, ValidationFailed
+from arbiter.sqlrows import statement_scope
 from labeling.models import (
     Assignment,
     AssignmentStatus,
@@ -32,6 +35,8 @@ from labeling.rankings import RankingError, validate_verdict
 from labeling.selectors.access import LABELERS, membership_get
 
 MAX_KEY = 80
+# Tests set this to run the general (portable) path on Postgres too, so both paths stay covered in CI.
+PORTABLE_ONLY = False
 MAX_DEMONSTRATION = 100_000
 
 
@@ -147,22 +152,134 @@ def judgment_submit(
 ) -> SubmitResult:
     """Record the user's verdict on a leased task (see module docstring for idempotency)."""
     key = _check_key(idempotency_key)
+    verdict = dict(
+        ranking=ranking,
+        all_bad=all_bad,
+        strength=strength,
+        criteria=criteria,
+        rationale=rationale,
+        flags=flags,
+        time_spent_ms=time_spent_ms,
+    )
     try:
-        return _judgment_submit(
-            user=user,
-            project_id=project_id,
-            task_id=task_id,
-            key=key,
-            ranking=ranking,
-            all_bad=all_bad,
-            strength=strength,
-            criteria=criteria,
-            rationale=rationale,
-            flags=flags,
-            time_spent_ms=time_spent_ms,
-        )
+        if connection.vendor == "postgresql" and not PORTABLE_ONLY:
+            done = _judgment_submit_one_statement(user=user, project_id=project_id, task_id=task_id, key=key, **verdict)
+            if done is not None:
+                return done
+        return _judgment_submit(user=user, project_id=project_id, task_id=task_id, key=key, **verdict)
     except IntegrityError:
         raise _key_conflict(user=user, key=key, task_id=task_id) from None
+
+
+def _positions_named(ranking: Any) -> int | None:
+    """How many completions a ranking names (its size if it is well formed), or None if it cannot be told."""
+    if not isinstance(ranking, list):
+        return None
+    n = 0
+    for tier in ranking:
+        if isinstance(tier, list):
+            n += len(tier)
+        elif isinstance(tier, int) and not isinstance(tier, bool):
+            n += 1
+        else:
+            return None
+    return n
+
+
+@cache
+def _submit_sql() -> str:
+    """Postgres: the common submit (an active lease, a fresh key) in one statement.
+
+    ``lease`` finds and locks the user's active, unexpired lease with its task row (as ``_locked_lease``
+    does), only if the task has as many completions as the verdict was validated for; the judgment
+    insert and the two counter updates then do what ``_judgment_submit`` + ``_finish`` do for that
+    case, computed from the locked rows. No row in ``lease`` means this is not the common case
+    (replay, correction, expired or missing lease, wrong size): nothing is written and the caller takes
+    the general path, which also words every refusal.
+    """
+    assignment, task, judgment = Assignment._meta.db_table, Task._meta.db_table, Judgment._meta.db_table
+    return f"""
+        WITH lease AS (
+            SELECT a.id, a.task_id FROM {assignment} a JOIN {task} t ON t.id = a.task_id
+            WHERE a.task_id = %(task)s AND a.annotator_id = %(user)s AND a.project_id = %(project)s
+              AND a.status = 'active' AND a.expires_at > %(now)s AND t.n_completions = %(n)s
+            FOR UPDATE OF a, t
+        ),
+        created AS (
+            INSERT INTO {judgment} (
+                project_id, task_id, annotator_id, assignment_id, action, source, ranking, all_bad, strength,
+                criteria, rationale, flags, time_spent_ms, idempotency_key, is_live, supersedes_id, created_at
+            )
+            SELECT %(project)s, lease.task_id, %(user)s, lease.id, 'label', 'human', %(ranking)s::jsonb,
+                %(all_bad)s, %(strength)s, %(criteria)s::jsonb, %(rationale)s, %(flags)s::jsonb,
+                %(time_spent_ms)s, %(key)s, TRUE, NULL, %(now)s
+            FROM lease
+            RETURNING id
+        ),
+        counted AS (
+            UPDATE {task} t SET
+                leases_out = GREATEST(CASE WHEN t.lease_horizon > %(now)s THEN t.leases_out ELSE 0 END - 1, 0),
+                judgment_count = t.judgment_count + 1,
+                is_complete = CASE WHEN t.is_gold THEN t.is_complete ELSE t.judgment_count + 1 >= %(overlap)s END
+            FROM lease WHERE t.id = lease.task_id
+            RETURNING t.id
+        ),
+        finished AS (
+            UPDATE {assignment} a SET status = 'submitted', finished_at = %(now)s, submission_key = %(key)s
+            FROM lease WHERE a.id = lease.id
+            RETURNING a.id
+        )
+        SELECT created.id, (SELECT COUNT(*) FROM counted), (SELECT COUNT(*) FROM finished) FROM created
+    """
+
+
+def _judgment_submit_one_statement(
+    *, user: User, project_id: int, task_id: int, key: str, **verdict: Any
+) -> SubmitResult | None:
+    """The common case in two statements (membership, then ``_submit_sql``); None when it does not apply.
+
+    Applies when the verdict is valid for the number of completions it names and the user holds an
+    active lease on a task of that size. Anything else returns None having written nothing, and
+    ``_judgment_submit`` decides (with the task's real size, so its errors are the same as ever).
+    """
+    n = _positions_named(verdict["ranking"])
+    if n is None:
+        return None
+    membership = membership_get(user=user, project_id=project_id, roles=LABELERS)
+    project = membership.project
+    if project.task_kind == TaskKind.DEMONSTRATION:
+        return None
+    options = parse_label_options(project.label_options, task_kind=project.task_kind)
+    time_spent = verdict.pop("time_spent_ms")
+    try:
+        time_spent_ms = _time_spent(time_spent)
+        checked = validate_verdict(options=options, n_completions=n, **verdict)
+    except (RankingError, ValidationFailed):
+        return None
+    params: dict[str, Any] = {
+        "task": task_id,
+        "user": user.pk,
+        "project": project.pk,
+        "now": timezone.now(),
+        "n": n,
+        "ranking": json.dumps(checked.ranking),
+        "all_bad": checked.all_bad,
+        "strength": checked.strength,
+        "criteria": json.dumps(checked.criteria),
+        "rationale": checked.rationale,
+        "flags": json.dumps(checked.flags),
+        "time_spent_ms": time_spent_ms,
+        "key": key,
+        "overlap": project.overlap,
+    }
+    with statement_scope(), connection.cursor() as cursor:
+        cursor.execute(_submit_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    judgment_id, tasks_updated, leases_updated = row
+    assert tasks_updated == 1 and leases_updated == 1, (tasks_updated, leases_updated)
+    return SubmitResult(kind="judgment", id=judgment_id, task_id=task_id, created=True)
 
 
 def _time_spent(value: Any) -> int | None:
@@ -175,6 +292,7 @@ def _time_spent(value: Any) -> int | None:
 
 @transaction.atomic
 def _judgment_submit(*, user: User, project_id: int, task_id: int, key: str, **verdict: Any) -> SubmitResult:
+    """Every case, on any database: replays, corrections, expired leases, refusals with their reasons."""
     lease = _locked_lease(user=user, project_id=project_id, task_id=task_id)
     replay = _replay(lease, key)
     if replay is not None:

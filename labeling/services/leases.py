@@ -17,9 +17,11 @@ Concurrency design (see docs/ARCHITECTURE.md, "Leases"):
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -27,10 +29,13 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 
-from labeling.models import Assignment, AssignmentStatus, Completion, Project, Task, TaskKind
+from arbiter.sqlrows import statement_scope
+from labeling.models import Assignment, AssignmentStatus, Completion, Project, Prompt, Task, TaskKind
 from labeling.selectors.access import LABELERS, membership_get
 
 MAX_PREFETCH = 10
+# Tests set this to run the portable (SQLite) sequence on Postgres too, so both paths stay covered in CI.
+PORTABLE_ONLY = False
 
 
 @dataclass
@@ -107,8 +112,10 @@ def _lease_sql(*, gold: bool) -> str:
     """
 
 
-def _lease_new(*, project: Project, user_id: int, want: int, gold: bool, now: datetime, expires: datetime) -> list[int]:
-    params = {
+def _lease_params(
+    *, project: Project, user_id: int, want: int, gold: bool, now: datetime, expires: datetime
+) -> dict[str, Any]:
+    return {
         "now": _adapt(now),
         "expires": _adapt(expires),
         "project": project.pk,
@@ -118,12 +125,103 @@ def _lease_new(*, project: Project, user_id: int, want: int, gold: bool, now: da
         "user": user_id,
         "want": want,
     }
+
+
+def _lease_new(*, project: Project, user_id: int, want: int, gold: bool, now: datetime, expires: datetime) -> list[int]:
     with connection.cursor() as cursor:
-        cursor.execute(_lease_sql(gold=gold), params)
+        cursor.execute(
+            _lease_sql(gold=gold),
+            _lease_params(project=project, user_id=user_id, want=want, gold=gold, now=now, expires=expires),
+        )
         return [row[0] for row in cursor.fetchall()]
 
 
-@transaction.atomic
+def _lease_and_record_sql(*, gold: bool) -> str:
+    """Postgres: lease tasks and write (or renew) their assignment rows in one statement; ``fresh`` holds them."""
+    assignment = Assignment._meta.db_table
+    return f"""
+        WITH picked AS ({_lease_sql(gold=gold)}),
+        fresh AS (
+            INSERT INTO {assignment}
+                (project_id, task_id, annotator_id, status, leased_at, expires_at, finished_at, submission_key)
+            SELECT %(project)s, picked.id, %(user)s, 'active', %(now)s, %(expires)s, NULL, '' FROM picked
+            ON CONFLICT (task_id, annotator_id) DO UPDATE SET
+                status = EXCLUDED.status, leased_at = EXCLUDED.leased_at, expires_at = EXCLUDED.expires_at,
+                finished_at = NULL, submission_key = ''
+            RETURNING task_id, leased_at, expires_at
+        )"""
+
+
+@cache
+def _lease_and_fetch_sql() -> str:
+    """Postgres: the whole "next task" in one statement (non-gold lease, assignment rows, payload).
+
+    The statement's snapshot does not see the rows ``fresh`` inserts, so the leases the user already
+    held are read from the table and the new ones from ``fresh`` (the two sets are disjoint: a renewed
+    row was not an active lease before). One row per completion (one per task with none).
+    """
+    assignment = Assignment._meta.db_table
+    task, prompt, completion = Task._meta.db_table, Prompt._meta.db_table, Completion._meta.db_table
+    return f"""
+        {_lease_and_record_sql(gold=False)},
+        held AS (
+            SELECT a.task_id, a.leased_at, a.expires_at FROM {assignment} a
+            WHERE a.annotator_id = %(user)s AND a.project_id = %(project)s
+              AND a.status = 'active' AND a.expires_at > %(now)s
+            UNION ALL
+            SELECT task_id, leased_at, expires_at FROM fresh
+        ),
+        top AS (SELECT * FROM held ORDER BY leased_at, task_id LIMIT %(count)s)
+        SELECT top.task_id, top.expires_at, p.messages, c.id, c.position, c.text
+        FROM top
+        JOIN {task} t ON t.id = top.task_id
+        JOIN {prompt} p ON p.id = t.prompt_id
+        LEFT JOIN {completion} c ON c.task_id = top.task_id
+        ORDER BY top.leased_at, top.task_id, c.position
+    """
+
+
+@cache
+def _lease_gold_sql() -> str:
+    return _lease_and_record_sql(gold=True) + " SELECT COUNT(*) FROM fresh"
+
+
+def _lease_next_postgres(
+    *, project: Project, user_id: int, count: int, n_gold: int, now: datetime, expires: datetime
+) -> list[LeasedTask]:
+    """One statement (two when a gold task is drawn, then in one transaction); see ``_lease_and_fetch_sql``."""
+    with transaction.atomic() if n_gold else statement_scope(), connection.cursor() as cursor:
+        if n_gold:
+            params = _lease_params(project=project, user_id=user_id, want=n_gold, gold=True, now=now, expires=expires)
+            cursor.execute(_lease_gold_sql(), params)
+        params = _lease_params(project=project, user_id=user_id, want=count, gold=False, now=now, expires=expires)
+        params["count"] = count
+        cursor.execute(_lease_and_fetch_sql(), params)
+        rows = cursor.fetchall()
+    tasks: dict[int, LeasedTask] = {}
+    by_task: dict[int, dict[int, LeasedCompletion]] = {}
+    for task_id, expires_at, messages, completion_id, position, text in rows:
+        if task_id not in tasks:
+            tasks[task_id] = LeasedTask(
+                task_id=task_id, messages=json.loads(messages), completions=[], expires_at=expires_at
+            )
+            by_task[task_id] = {}
+        if completion_id is not None:
+            by_task[task_id][position] = LeasedCompletion(id=completion_id, position=position, text=text)
+    return _in_display_order(tasks, by_task, user_id=user_id)
+
+
+def _in_display_order(
+    tasks: dict[int, LeasedTask], by_task: dict[int, dict[int, LeasedCompletion]], *, user_id: int
+) -> list[LeasedTask]:
+    for task_id, leased in tasks.items():
+        positions = by_task[task_id]
+        if positions:
+            order = display_order(task_id=task_id, user_id=user_id, n=len(positions))
+            leased.completions = [positions[p] for p in order if p in positions]
+    return list(tasks.values())
+
+
 def assignment_lease_next(
     *, user: User, project_id: int, count: int = 1, rng: random.Random | None = None
 ) -> list[LeasedTask]:
@@ -131,8 +229,10 @@ def assignment_lease_next(
 
     Tasks the user already leases come first (a reload never burns a new task). New tasks are the
     ones with the fewest judgments that still have room under the project's overlap and that the
-    user has never judged or skipped; gold tasks are mixed in at the project's gold rate. Five
-    queries in all: membership, lease, lease rows, payload (and one more when a gold task is drawn).
+    user has never judged or skipped; gold tasks are mixed in at the project's gold rate. On Postgres
+    that is two statements after authentication: the membership, then one statement that leases,
+    records the assignments and reads the payload (plus one when a gold task is drawn). Elsewhere
+    (SQLite, the embedded demo) the portable sequence in ``_lease_next_portable``.
     """
     membership = membership_get(user=user, project_id=project_id, roles=LABELERS)
     project = membership.project
@@ -140,14 +240,24 @@ def assignment_lease_next(
     now = timezone.now()
     expires = now + timedelta(seconds=project.lease_seconds)
     rng = rng or random.Random()
+    n_gold = sum(1 for _ in range(count) if rng.random() < project.gold_rate) if project.gold_rate > 0 else 0
+    if connection.vendor == "postgresql" and not PORTABLE_ONLY:
+        return _lease_next_postgres(
+            project=project, user_id=user.pk, count=count, n_gold=n_gold, now=now, expires=expires
+        )
+    return _lease_next_portable(project=project, user_id=user.pk, count=count, n_gold=n_gold, now=now, expires=expires)
 
+
+@transaction.atomic
+def _lease_next_portable(
+    *, project: Project, user_id: int, count: int, n_gold: int, now: datetime, expires: datetime
+) -> list[LeasedTask]:
+    """Lease, record and read back in three steps: any database (the lease statement is portable SQL)."""
     picked: list[int] = []
-    if project.gold_rate > 0:
-        n_gold = sum(1 for _ in range(count) if rng.random() < project.gold_rate)
-        if n_gold:
-            picked += _lease_new(project=project, user_id=user.pk, want=n_gold, gold=True, now=now, expires=expires)
+    if n_gold:
+        picked += _lease_new(project=project, user_id=user_id, want=n_gold, gold=True, now=now, expires=expires)
     picked += _lease_new(
-        project=project, user_id=user.pk, want=count - len(picked), gold=False, now=now, expires=expires
+        project=project, user_id=user_id, want=count - len(picked), gold=False, now=now, expires=expires
     )
     if picked:
         Assignment.objects.bulk_create(
@@ -155,7 +265,7 @@ def assignment_lease_next(
                 Assignment(
                     project_id=project.pk,
                     task_id=task_id,
-                    annotator_id=user.pk,
+                    annotator_id=user_id,
                     status=AssignmentStatus.ACTIVE,
                     leased_at=now,
                     expires_at=expires,
@@ -168,7 +278,7 @@ def assignment_lease_next(
             unique_fields=["task", "annotator"],
             update_fields=["status", "leased_at", "expires_at", "finished_at", "submission_key"],
         )
-    return leased_tasks_for_user(user_id=user.pk, project=project, now=now)[:count]
+    return leased_tasks_for_user(user_id=user_id, project=project, now=now)[:count]
 
 
 def leased_tasks_for_user(*, user_id: int, project: Project, now: datetime | None = None) -> list[LeasedTask]:
@@ -215,11 +325,7 @@ def leased_tasks_for_user(*, user_id: int, project: Project, now: datetime | Non
             )
             by_task[c.task_id] = {}
         by_task[c.task_id][c.position] = LeasedCompletion(id=c.pk, position=c.position, text=c.text)
-    for task_id, leased in tasks.items():
-        positions = by_task[task_id]
-        order = display_order(task_id=task_id, user_id=user_id, n=len(positions))
-        leased.completions = [positions[p] for p in order if p in positions]
-    return list(tasks.values())
+    return _in_display_order(tasks, by_task, user_id=user_id)
 
 
 @transaction.atomic

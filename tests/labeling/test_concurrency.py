@@ -17,7 +17,7 @@ from labeling.services.judgments import judgment_submit
 from labeling.services.leases import assignment_lease_next
 from tests.factories import add_member, make_project, make_user, seed_tasks
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hot_path")]
 
 ANNOTATORS = 16
 TASKS = 40

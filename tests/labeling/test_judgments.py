@@ -16,7 +16,7 @@ from labeling.services.judgments import demonstration_submit, judgment_submit, t
 from labeling.services.leases import assignment_lease_next
 from tests.factories import add_member, make_project, make_user, seed_tasks
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("hot_path")]
 
 OPTIONS = {
     "allow_tie": False,
@@ -96,6 +96,45 @@ def test_a_full_verdict_is_stored(setup):
     j = Judgment.objects.get(pk=res.id)
     assert j.ranking == [[1], [0]] and j.strength == 2 and j.criteria == {"helpfulness": {"0": 2, "1": 5}}
     assert j.flags == ["unsafe"] and j.time_spent_ms == 4200 and j.rationale == "B is right" and j.is_live
+
+
+def test_a_submit_writes_the_judgment_the_counters_and_the_lease(setup, hot_path):
+    """The whole state a submit leaves, field by field; run on the one-statement and the general path."""
+    project, ann, task_id = setup
+    before = timezone.now()
+    res = submit(project, ann, task_id, key="full", time_spent_ms=900, flags=["unsafe"])
+    assert (res.kind, res.task_id, res.created, res.superseded_id) == ("judgment", task_id, True, None)
+    j = Judgment.objects.get(pk=res.id)
+    lease = Assignment.objects.get(task_id=task_id, annotator=ann)
+    assert (j.project_id, j.task_id, j.annotator_id, j.assignment_id) == (project.pk, task_id, ann.pk, lease.pk)
+    assert (j.action, j.source, j.all_bad, j.is_live, j.supersedes_id) == ("label", "human", False, True, None)
+    assert (j.ranking, j.strength, j.criteria, j.flags) == ([[1], [0]], 2, {}, ["unsafe"])
+    assert (j.rationale, j.time_spent_ms, j.idempotency_key) == ("B is right", 900, "full")
+    assert before <= j.created_at <= timezone.now()
+    assert (lease.status, lease.submission_key) == ("submitted", "full")
+    assert before <= lease.finished_at <= timezone.now()
+    task = Task.objects.get(pk=task_id)
+    assert (task.judgment_count, task.is_complete, task.leases_out) == (1, True, 0)
+
+
+def test_a_gold_task_counts_the_judgment_but_never_completes(hot_path):
+    project = make_project(label_options={"allow_tie": True}, gold_rate=1.0, overlap=1)
+    seed_tasks(project, 2, gold_every=1)
+    ann = make_user("gilda")
+    add_member(project, ann)
+    task_id = assignment_lease_next(user=ann, project_id=project.pk, rng=random.Random(0))[0].task_id
+    assert Task.objects.get(pk=task_id).is_gold
+    judgment_submit(user=ann, project_id=project.pk, task_id=task_id, idempotency_key="g", ranking=[[0, 1]])
+    task = Task.objects.get(pk=task_id)
+    assert (task.judgment_count, task.is_complete, task.leases_out) == (1, False, 0)
+
+
+def test_a_ranking_of_the_wrong_size_gets_the_general_error(setup, hot_path):
+    """The one-statement path validates for the size the ranking names; the task's real size decides."""
+    project, ann, task_id = setup
+    with pytest.raises(ValidationFailed, match=r"positions are 0\.\.1"):
+        submit(project, ann, task_id, ranking=[[2], [0], [1]])
+    assert not Judgment.objects.exists() and Task.objects.get(pk=task_id).judgment_count == 0
 
 
 def test_same_key_is_a_replay_and_writes_nothing(setup):

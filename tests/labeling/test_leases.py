@@ -14,7 +14,7 @@ from labeling.services.judgments import judgment_submit, task_skip
 from labeling.services.leases import assignment_lease_next, assignments_expire_stale, display_order
 from tests.factories import add_member, make_project, make_user, seed_tasks
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("hot_path")]
 
 
 def lease(user, project, count=1, seed=0):
