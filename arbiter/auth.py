@@ -19,7 +19,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from arbiter.sqlrows import ModelColumns
+from arbiter.sqlrows import ModelColumns, hot_cursor
 
 
 @cache
@@ -41,7 +41,7 @@ class FastTokenAuthentication(TokenAuthentication):
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
         users, tokens, sql = _plan(connection.vendor)
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             cursor.execute(sql, [key])
             row = cursor.fetchone()
         if row is None:

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -67,3 +68,43 @@ def statement_scope() -> contextlib.AbstractContextManager[Any]:
     caller turns into a 409) leaves the caller's transaction usable, as ``@transaction.atomic`` would.
     """
     return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+def hot_cursor() -> Any:
+    """A Django cursor for the hot statements: on Postgres, bound server-side and prepared once per connection.
+
+    Django's own cursors bind parameters client-side (the SQL text is rebuilt with literals and planned
+    anew on every call) and Django turns psycopg's prepared statements off. For the three statements
+    every annotator request runs, this cursor binds parameters server-side and lets psycopg prepare the
+    statement on its first execution on a connection, so Postgres parses and plans it once per
+    connection rather than once per request. Only cursors made here prepare anything: psycopg's
+    client-binding cursors, which the ORM and everything else use, ignore the connection's
+    ``prepare_threshold``. Statements written for it must cast parameters whose type Postgres cannot
+    infer (``%(x)s::smallint``). A transaction-mode pooler in front of Postgres needs prepared-statement
+    support (PgBouncer >= 1.21, ``max_prepared_statements``).
+
+    Elsewhere (SQLite) it is ``connection.cursor()``. The wrapper is Django's, so the query log,
+    execute wrappers and ``CaptureQueriesContext`` see these statements like any other.
+    """
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 0
+    with connection.wrap_database_errors:
+        cursor = ServerBindingCursor(raw)
+        connection.validate_thread_sharing()
+        return _LoggedHotCursor(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+
+
+class _LoggedHotCursor(CursorDebugWrapper):
+    """Django's query log reads the SQL from the client-side query text, which a server-binding cursor has not:
+    log the statement with its parameters rendered instead (DEBUG and tests only)."""
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        with self.debug_sql(connection.ops.compose_sql(sql, params) if params is not None else sql, params):
+            return CursorWrapper.execute(self, sql, params)

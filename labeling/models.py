@@ -71,7 +71,8 @@ class Membership(models.Model):
 class Prompt(models.Model):
     """A conversation so far: ``messages`` is a list of ``{"role", "content"}`` (multi-turn context)."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    # No index of its own: prompt_project_extid starts with project (see the note on Task.project).
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts", db_index=False)
     messages = models.JSONField()
     external_id = models.CharField(max_length=200, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
@@ -93,7 +94,10 @@ class Task(models.Model):
     ``FOR UPDATE SKIP LOCKED`` sees them (see docs/ARCHITECTURE.md, "Leases").
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    # Foreign keys whose column leads a composite index or unique constraint of the table get no index of
+    # their own (db_index=False): that index serves every lookup by the key, cascades and the foreign-key
+    # checks included, and a bulk import does not pay for a redundant one per row.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks", db_index=False)
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
     content_hash = models.CharField(max_length=64)
     is_gold = models.BooleanField(default=False)
@@ -102,7 +106,10 @@ class Task(models.Model):
     is_complete = models.BooleanField(default=False)
     leases_out = models.PositiveIntegerField(default=0)
     lease_horizon = models.DateTimeField(null=True, blank=True)
-    import_job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Indexed only where set (task_import_job): NULL for every task imported inline.
+    import_job = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -111,6 +118,7 @@ class Task(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "is_gold", "is_complete", "judgment_count", "id"], name="task_queue"),
+            models.Index(fields=["import_job"], condition=Q(import_job__isnull=False), name="task_import_job"),
         ]
 
     def __str__(self) -> str:
@@ -120,19 +128,29 @@ class Task(models.Model):
 class Completion(models.Model):
     """A model's answer to a task's prompt. ``position`` is the canonical order (as imported)."""
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="completions")
+    # No index of its own: completion_unique_position starts with task.
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="completions", db_index=False)
     position = models.PositiveSmallIntegerField()
     text = models.TextField()
     model_name = models.CharField(max_length=200, blank=True, default="")
     # Set when a registered checkpoint generated this completion (generation back into tasks).
+    # Indexed only where set (completion_checkpoint): imported completions have none.
     checkpoint = models.ForeignKey(
-        "training.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="completions"
+        "training.Checkpoint",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="completions",
+        db_index=False,
     )
     generation_params = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["task_id", "position"]
         constraints = [models.UniqueConstraint(fields=["task", "position"], name="completion_unique_position")]
+        indexes = [
+            models.Index(fields=["checkpoint"], condition=Q(checkpoint__isnull=False), name="completion_checkpoint")
+        ]
 
     def __str__(self) -> str:
         return f"completion {self.task_id}.{self.position}"
@@ -195,7 +213,8 @@ class Judgment(models.Model):
     ``{position: score}``.
     """
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judgments")
+    # No index of its own: judgment_export starts with project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judgments", db_index=False)
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="judgments")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="judgments"

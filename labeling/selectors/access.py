@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from arbiter.errors import NotFound, PermissionDenied
-from arbiter.sqlrows import ModelColumns
+from arbiter.sqlrows import ModelColumns, hot_cursor
 from labeling.models import Membership, Project, Role
 
 LABELERS = (Role.ANNOTATOR, Role.MANAGER)
@@ -66,7 +66,7 @@ def _membership_with_project(*, project_id: int, user_id: int) -> Membership | N
 
     Every API request runs this; the ORM spent more CPU compiling it than Postgres spends running it.
     """
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(_membership_sql(connection.vendor), [project_id, user_id])
         row = cursor.fetchone()
     if row is None:

@@ -10,11 +10,13 @@ ones inline.
 from __future__ import annotations
 
 import json
+import struct
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -102,23 +104,49 @@ STREAM_QUEUE = 4
 STREAM_THREAD = True  # False: write each batch before parsing the next (no overlap)
 
 
-def _copy_text(value: str) -> str:
-    """A value in COPY's text format: backslash, tab, newline and carriage return escaped."""
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+# COPY's binary format: a signature, then per row a field count and each field as (length, bytes), -1 = NULL;
+# a trailer ends the data. Integers big-endian; bool one byte; text UTF-8 (the connection's client encoding:
+# Django sets UTF8); jsonb a version byte (1) then the JSON text; timestamptz microseconds since 2000-01-01
+# UTC. Postgres then parses no text for numbers, flags and timestamps and unescapes nothing, and the encoder
+# escapes nothing: one ``pack`` per row plus the encoded strings.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_LEN = struct.Struct(">i").pack
+_JSONB_HEAD = struct.Struct(">iB").pack  # length (the version byte included), version 1
+_EMPTY_OBJECT = _JSONB_HEAD(3, 1) + b"{}"
+_EMPTY_LIST = _JSONB_HEAD(3, 1) + b"[]"
+_EMPTY_TEXT = _LEN(0)
+_NULL = _LEN(-1)
+# prompt: 7 fields; id, project_id, then the length of messages and jsonb's version byte
+_PROMPT_HEAD = struct.Struct(">hiqiqiB").pack
+# task: 11 fields, all fixed-size but import_job_id (two layouts: NULL or a value)
+_TASK_ROW = struct.Struct(">hiqiqiqi64si?ihiii?iiiiq").pack
+_TASK_ROW_JOB = struct.Struct(">hiqiqiqi64si?ihiii?iiiqiq").pack
+# completion: 5 fields; task_id, position, then the length of the text
+_COMPLETION_HEAD = struct.Struct(">hiqihi").pack
+# judgment: 12 fields; project_id, task_id, then action, source, ranking ...
+_JUDGMENT_HEAD = struct.Struct(">hiqiq").pack
+# gold answer: 4 fields; task_id, then ranking, all_bad, note
+_GOLD_HEAD = struct.Struct(">hiq").pack
+_GOLD_TAIL = {flag: struct.pack(">i?", 1, flag) + _EMPTY_TEXT for flag in (False, True)}
 
 
-def _copy_json(value: Any) -> str:
-    # json.dumps escapes every control character, so only its backslashes need doubling for COPY.
-    return json.dumps(value).replace("\\", "\\\\")
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return _LEN(len(data)) + data
 
 
-def _copy_messages(messages: list[dict[str, str]]) -> str:
-    # Validated {role, content} strings with no lone surrogates (the content hash encodes them), which
-    # orjson writes as the same JSON value as json.dumps, faster. It too escapes every control character.
-    return orjson.dumps(messages).decode().replace("\\", "\\\\")
+def _jsonb(data: bytes) -> bytes:
+    return _JSONB_HEAD(len(data) + 1, 1) + data
 
 
-_Block = tuple[type, tuple[str, ...], bytes]  # a model, the columns, the rows in COPY's text format
+def _metadata(value: dict[str, Any]) -> bytes:
+    # json.dumps, as the ORM writes it: it keeps integers beyond 64 bits exact (orjson cannot write them).
+    return _jsonb(json.dumps(value).encode()) if value else _EMPTY_OBJECT
+
+
+_Block = tuple[type, tuple[str, ...], bytes]  # a model, the columns, the rows in COPY's binary format
 
 
 @dataclass
@@ -151,10 +179,26 @@ class _CopyWriter:
         stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.pgconn = connection.connection  # the psycopg connection, inside the import's transaction
-        self.project_id = str(project.pk)
+        self.project_pk = project.pk
         self.complete_when_labelled = project.overlap <= 1
-        self.job = "\\N" if job_id is None else str(job_id)
-        self.now = timezone.now().isoformat()
+        self.job_id = job_id
+        # created_at of every row: one timestamp, in microseconds since Postgres' epoch
+        self.created_us = (timezone.now() - _PG_EPOCH) // timedelta(microseconds=1)
+        created = struct.pack(">iq", 8, self.created_us)
+        self.prompt_tails: dict[str, bytes] = {}  # split, created_at
+        self.model_tails: dict[str, bytes] = {}  # model_name, generation_params
+        # action, source | ranking | all_bad, criteria, rationale, flags, idempotency_key, is_live, created_at
+        self.judgment_middle = _text(JudgmentAction.LABEL.value) + _text(Source.IMPORT.value)
+        self.judgment_tail = (
+            struct.pack(">i?", 1, False)
+            + _EMPTY_OBJECT
+            + _EMPTY_TEXT
+            + _EMPTY_LIST
+            + _EMPTY_TEXT
+            + struct.pack(">i?", 1, True)
+            + created
+        )
+        self._created = created
         self.check_existing = check_existing
         self.counts = _Counts()
         self.threaded = threaded
@@ -170,24 +214,46 @@ class _CopyWriter:
             row = cursor.fetchone()
             assert row is not None
             self.prompt_seq, self.task_seq = row
+            # The foreign keys of the tables written (Django makes them DEFERRABLE INITIALLY DEFERRED).
+            cursor.execute(
+                "SELECT format('%%I.%%I', n.nspname, c.conname) FROM pg_constraint c "
+                "JOIN pg_namespace n ON n.oid = c.connamespace "
+                "WHERE c.contype = 'f' AND c.condeferrable AND c.conrelid = ANY(%s::regclass[]) ORDER BY 1",
+                [[m._meta.db_table for m in (Prompt, Task, Completion, Judgment, GoldAnswer)]],
+            )
+            self.foreign_keys = ", ".join(row[0] for row in cursor.fetchall())
 
     def __enter__(self) -> _CopyWriter:
+        self._set_foreign_keys("IMMEDIATE")
         if self.threaded:
             self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tasks-import-copy")
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if self.executor is None:
-            return
-        try:
-            if exc_type is None:
-                while self.pending:
-                    self.pending.popleft().result()  # a failure in the worker is raised here
-        finally:
-            self.aborted = True  # whatever is still queued is not written: the transaction rolls back
-            for future in self.pending:
-                future.cancel()
-            self.executor.shutdown(wait=True)
+        if self.executor is not None:
+            try:
+                if exc_type is None:
+                    while self.pending:
+                        self.pending.popleft().result()  # a failure in the worker is raised here
+            finally:
+                self.aborted = True  # whatever is still queued is not written: the transaction rolls back
+                for future in self.pending:
+                    future.cancel()
+                self.executor.shutdown(wait=True)
+        if exc_type is None:
+            # Back to deferred for the rest of an enclosing transaction. On an error the rollback (of the
+            # transaction, or of the savepoint of a nested atomic block) restores it.
+            self._set_foreign_keys("DEFERRED")
+
+    def _set_foreign_keys(self, mode: str) -> None:
+        """Check the foreign keys of the rows written at the end of each COPY (IMMEDIATE) rather than at commit.
+
+        The checks are the same, row by row, but they run while the next batch is parsed instead of all at
+        once after the last one, and the queue of pending checks no longer grows with the file. Parents are
+        written before their children in each batch, so every check finds its row."""
+        if self.foreign_keys:
+            with self.pgconn.cursor() as cursor:
+                cursor.execute(f"SET CONSTRAINTS {self.foreign_keys} {mode}")
 
     def put(self, records: list[TaskRecord]) -> None:
         """Drop the tasks the project already has, reserve ids and encode the rows here, in the caller's
@@ -212,6 +278,10 @@ class _CopyWriter:
             pending.popleft().result()  # waits while STREAM_QUEUE batches are queued; raises a failure
         pending.append(self.executor.submit(self._copy_all, blocks))
 
+    def _prompt_tail(self, split: str) -> bytes:
+        tail = self.prompt_tails[split] = _text(split) + self._created
+        return tail
+
     def _raise_worker_failure(self) -> None:
         for future in self.pending:
             exc = future.exception()
@@ -225,7 +295,7 @@ class _CopyWriter:
             if self.check_existing:
                 cursor.execute(
                     f"SELECT content_hash FROM {Task._meta.db_table} WHERE project_id = %s AND content_hash = ANY(%s)",
-                    [int(self.project_id), [r.content_hash for r in records]],
+                    [self.project_pk, [r.content_hash for r in records]],
                 )
                 existing = {row[0] for row in cursor.fetchall()}
                 if existing:
@@ -246,43 +316,64 @@ class _CopyWriter:
             with self.pgconn.cursor() as cursor:
                 for model, columns, data in blocks:
                     table = model._meta.db_table  # type: ignore[attr-defined]
-                    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)") as copy:
                         copy.write(data)
         except BaseException:
             self.aborted = True  # the transaction is lost: skip the batches still queued
             raise
 
     def _encode(self, records: list[TaskRecord], ids: list[tuple[int, int]]) -> list[_Block]:
-        """(model, columns, rows in COPY's text format) for each table that gets rows, parents first."""
-        project, job, now = self.project_id, self.job, self.now
+        """(model, columns, rows in COPY's binary format) for each table that gets rows, parents first."""
+        project, job, created = self.project_pk, self.job_id, self.created_us
         complete_when_labelled = self.complete_when_labelled
-        text = _copy_text
-        prompts: list[str] = []
-        tasks: list[str] = []
-        completions: list[str] = []
-        judgments: list[str] = []
-        gold: list[str] = []
+        prompt_tails = self.prompt_tails
+        model_tails = self.model_tails
+        dumps = orjson.dumps
+        prompts: list[bytes] = [_COPY_SIGNATURE]
+        tasks: list[bytes] = [_COPY_SIGNATURE]
+        completions: list[bytes] = [_COPY_SIGNATURE]
+        judgments: list[bytes] = [_COPY_SIGNATURE]
+        gold: list[bytes] = [_COPY_SIGNATURE]
+        add_prompt, add_task, add_completion = prompts.extend, tasks.append, completions.extend
         for (pid, tid), r in zip(ids, records, strict=True):
-            metadata = _copy_json(r.metadata) if r.metadata else "{}"
-            prompts.append(
-                f"{pid}\t{project}\t{_copy_messages(r.messages)}\t{text(r.external_id)}\t{metadata}\t{r.split}\t{now}\n"
+            # Validated {role, content} strings without lone surrogates (the content hash encodes them): orjson
+            # writes the same JSON value as json.dumps, faster.
+            messages = dumps(r.messages)
+            add_prompt(
+                (
+                    _PROMPT_HEAD(7, 8, pid, 8, project, len(messages) + 1, 1),
+                    messages,
+                    _text(r.external_id),
+                    _metadata(r.metadata) if r.metadata else _EMPTY_OBJECT,
+                    prompt_tails.get(r.split) or self._prompt_tail(r.split),
+                )
             )
             is_gold = r.gold is not None
             labelled = r.preference is not None
-            tasks.append(
-                f"{tid}\t{project}\t{pid}\t{r.content_hash}\t{'t' if is_gold else 'f'}\t{len(r.completions)}\t"
-                f"{1 if labelled else 0}\t{'t' if labelled and not is_gold and complete_when_labelled else 'f'}\t"
-                f"0\t{job}\t{now}\n"
-            )
+            complete = labelled and not is_gold and complete_when_labelled
+            n = len(r.completions)
+            content_hash = r.content_hash.encode()
+            if job is None:
+                add_task(
+                    _TASK_ROW(11, 8, tid, 8, project, 8, pid, 64, content_hash, 1, is_gold, 2, n, 4, labelled, 1,
+                              complete, 4, 0, -1, 8, created)
+                )  # fmt: skip
+            else:
+                add_task(
+                    _TASK_ROW_JOB(11, 8, tid, 8, project, 8, pid, 64, content_hash, 1, is_gold, 2, n, 4, labelled, 1,
+                                  complete, 4, 0, 8, job, 8, created)
+                )  # fmt: skip
             for pos, c in enumerate(r.completions):
-                completions.append(f"{tid}\t{pos}\t{text(c.text)}\t{text(c.model)}\t{{}}\n")
+                text = c.text.encode()
+                model = model_tails.get(c.model)
+                if model is None:
+                    model = model_tails[c.model] = _text(c.model) + _EMPTY_OBJECT  # model_name, generation_params
+                add_completion((_COMPLETION_HEAD(5, 8, tid, 2, pos, len(text)), text, model))
             if labelled:
-                judgments.append(
-                    f"{project}\t{tid}\t{JudgmentAction.LABEL.value}\t{Source.IMPORT.value}\t{_copy_json(r.preference)}\t"
-                    f"f\t{{}}\t\t[]\t\tt\t{now}\n"
-                )
+                judgments += (_JUDGMENT_HEAD(12, 8, project, 8, tid), self.judgment_middle, _jsonb(dumps(r.preference)),
+                              self.judgment_tail)  # fmt: skip
             if is_gold:
-                gold.append(f"{tid}\t{_copy_json(r.gold)}\t{'t' if r.gold_all_bad else 'f'}\t\n")
+                gold += (_GOLD_HEAD(4, 8, tid), _jsonb(dumps(r.gold)), _GOLD_TAIL[r.gold_all_bad])
         tables = [
             (Prompt, PROMPT_COLUMNS, prompts),
             (Task, TASK_COLUMNS, tasks),
@@ -290,7 +381,7 @@ class _CopyWriter:
             (Judgment, JUDGMENT_COLUMNS, judgments),
             (GoldAnswer, GOLD_COLUMNS, gold),
         ]
-        return [(model, columns, "".join(rows).encode()) for model, columns, rows in tables if rows]
+        return [(model, columns, b"".join(rows) + _COPY_TRAILER) for model, columns, rows in tables if len(rows) > 1]
 
 
 def _write_orm(*, project: Project, records: list[TaskRecord], job_id: int | None) -> None:

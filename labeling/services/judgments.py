@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from arbiter.errors import Conflict, NotFound, ValidationFailed
-from arbiter.sqlrows import statement_scope
+from arbiter.sqlrows import hot_cursor, statement_scope
 from labeling.models import (
     Assignment,
     AssignmentStatus,
@@ -211,8 +211,8 @@ def _submit_sql() -> str:
                 criteria, rationale, flags, time_spent_ms, idempotency_key, is_live, supersedes_id, created_at
             )
             SELECT %(project)s, lease.task_id, %(user)s, lease.id, 'label', 'human', %(ranking)s::jsonb,
-                %(all_bad)s, %(strength)s, %(criteria)s::jsonb, %(rationale)s, %(flags)s::jsonb,
-                %(time_spent_ms)s, %(key)s, TRUE, NULL, %(now)s
+                %(all_bad)s::boolean, %(strength)s::smallint, %(criteria)s::jsonb, %(rationale)s::text,
+                %(flags)s::jsonb, %(time_spent_ms)s::integer, %(key)s::varchar, TRUE, NULL, %(now)s::timestamptz
             FROM lease
             RETURNING id
         ),
@@ -272,7 +272,7 @@ def _judgment_submit_one_statement(
         "key": key,
         "overlap": project.overlap,
     }
-    with statement_scope(), connection.cursor() as cursor:
+    with statement_scope(), hot_cursor() as cursor:
         cursor.execute(_submit_sql(), params)
         row = cursor.fetchone()
     if row is None:

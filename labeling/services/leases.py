@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 
-from arbiter.sqlrows import statement_scope
+from arbiter.sqlrows import hot_cursor, statement_scope
 from labeling.models import Assignment, AssignmentStatus, Completion, Project, Prompt, Task, TaskKind
 from labeling.selectors.access import LABELERS, membership_get
 
@@ -144,7 +144,8 @@ def _lease_and_record_sql(*, gold: bool) -> str:
         fresh AS (
             INSERT INTO {assignment}
                 (project_id, task_id, annotator_id, status, leased_at, expires_at, finished_at, submission_key)
-            SELECT %(project)s, picked.id, %(user)s, 'active', %(now)s, %(expires)s, NULL, '' FROM picked
+            SELECT %(project)s, picked.id, %(user)s, 'active', %(now)s::timestamptz, %(expires)s::timestamptz, NULL, ''
+            FROM picked
             ON CONFLICT (task_id, annotator_id) DO UPDATE SET
                 status = EXCLUDED.status, leased_at = EXCLUDED.leased_at, expires_at = EXCLUDED.expires_at,
                 finished_at = NULL, submission_key = ''
@@ -190,7 +191,7 @@ def _lease_next_postgres(
     *, project: Project, user_id: int, count: int, n_gold: int, now: datetime, expires: datetime
 ) -> list[LeasedTask]:
     """One statement (two when a gold task is drawn, then in one transaction); see ``_lease_and_fetch_sql``."""
-    with transaction.atomic() if n_gold else statement_scope(), connection.cursor() as cursor:
+    with transaction.atomic() if n_gold else statement_scope(), hot_cursor() as cursor:
         if n_gold:
             params = _lease_params(project=project, user_id=user_id, want=n_gold, gold=True, now=now, expires=expires)
             cursor.execute(_lease_gold_sql(), params)

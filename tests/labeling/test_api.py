@@ -207,3 +207,20 @@ def test_project_list_is_only_mine(world):
     ids = [p["id"] for p in client_for(ann).get("/api/v1/projects/").json()]
     assert project.pk in ids and other.pk not in ids
     assert Project.objects.count() == 2
+
+
+def test_the_annotator_loop_statements_are_prepared_once_per_connection(world, on_postgres):
+    """Postgres parses and plans the loop's four statements once per connection (arbiter.sqlrows.hot_cursor)."""
+    project, _, ann = world
+    client = client_for(ann)
+    for i in range(3):
+        task = client.post(f"/api/v1/projects/{project.pk}/next", {}, format="json").json()["tasks"][0]
+        url = f"/api/v1/projects/{project.pk}/tasks/{task['task_id']}/judgments"
+        assert client.post(url, {"idempotency_key": f"p{i}", "ranking": [[0], [1]], "strength": 2}, format="json").status_code == 201
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE from_sql = false")
+        prepared = " ".join(" ".join(row[0].split()) for row in cursor.fetchall())
+    assert 'FROM "authtoken_token" t JOIN "auth_user" u' in prepared  # the token
+    assert 'FROM "labeling_membership" m JOIN "labeling_project" p' in prepared  # the membership
+    assert "WITH picked AS ( UPDATE labeling_task" in prepared  # next
+    assert "WITH lease AS ( SELECT a.id, a.task_id FROM labeling_assignment" in prepared  # submit
