@@ -16,19 +16,21 @@ from typing import Any
 # Share of samples (inclusive) whose stack holds any of these frames (function names as py-spy prints them).
 BUCKETS: dict[str, tuple[str, ...]] = {
     "whole request (Django handler, middleware, DRF, view)": ("WSGIHandler.__call__",),
-    "DRF token auth (Token + User query)": ("TokenAuthentication.authenticate", "FastTokenAuthentication.authenticate"),
+    "token auth (arbiter.auth, one statement)": ("FastTokenAuthentication.authenticate_credentials",),
+    "membership_get (one statement)": ("membership_get",),
     "next: assignment_lease_next (all of it)": ("assignment_lease_next",),
-    "next: membership_get": ("membership_get",),
-    "next: leased_tasks_for_user (payload query)": ("leased_tasks_for_user",),
+    "next: _lease_next_postgres (the one statement)": ("_lease_next_postgres",),
+    "next: general path (_lease_next_portable)": ("_lease_next_portable",),
     "submit: judgment_submit (all of it)": ("judgment_submit",),
-    "submit: _locked_lease (select_for_update + joins)": ("_locked_lease",),
+    "submit: _judgment_submit_one_statement": ("_judgment_submit_one_statement",),
+    "submit: general path (_judgment_submit)": ("_judgment_submit",),
     "ORM SQL compilation (*Compiler.as_sql)": (
         "SQLCompiler.as_sql", "SQLInsertCompiler.as_sql", "SQLUpdateCompiler.as_sql",
     ),
     "ORM query building (filter/select_related/annotate)": (
         "QuerySet.filter", "QuerySet.select_related", "QuerySet.annotate", "QuerySet.select_for_update",
     ),
-    "ORM model instances (Model.from_db)": ("Model.from_db",),
+    "model instances (Model.from_db)": ("Model.from_db",),
     "psycopg execute (send, wait, load rows)": ("Cursor.execute", "Cursor.fetchall", "Cursor.fetchmany"),
     "DRF input parsing + serializer validation": ("_parse",),
     "response rendering (JSONRenderer)": ("JSONRenderer.render",),
