@@ -88,7 +88,8 @@ def hot_cursor() -> Any:
     """
     if connection.vendor != "postgresql":
         return connection.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
+    # Defined only under psycopg 3 (which requirements.txt pins), so the stubs do not know it.
+    from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
 
     connection.close_if_health_check_failed()
     connection.ensure_connection()
@@ -105,6 +106,7 @@ class _LoggedHotCursor(CursorDebugWrapper):
     """Django's query log reads the SQL from the client-side query text, which a server-binding cursor has not:
     log the statement with its parameters rendered instead (DEBUG and tests only)."""
 
-    def execute(self, sql: str, params: Any = None) -> Any:
-        with self.debug_sql(connection.ops.compose_sql(sql, params) if params is not None else sql, params):
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        shown = connection.ops.compose_sql(sql, params) if params is not None else sql  # type: ignore[attr-defined]
+        with self.debug_sql(shown, params):
             return CursorWrapper.execute(self, sql, params)

@@ -77,7 +77,7 @@ class ImportFileError(ValueError):
 
 def _messages(raw: Any) -> list[dict[str, str]]:
     if isinstance(raw, str):
-        if not raw.strip():
+        if not raw or raw.isspace():  # = not raw.strip(), without copying the text
             raise ValueError("prompt is empty")
         return [{"role": "user", "content": raw}]
     if not isinstance(raw, list) or not raw:
@@ -89,7 +89,7 @@ def _messages(raw: Any) -> list[dict[str, str]]:
         role, content = msg["role"], msg.get("content")
         if role not in ROLES:
             raise ValueError(f"prompt[{i}].role must be one of {', '.join(ROLES)}, got {role!r}")
-        if not isinstance(content, str) or not content.strip():
+        if not isinstance(content, str) or not content or content.isspace():
             raise ValueError(f"prompt[{i}].content must be a non-empty string")
         if len(content) > MAX_TEXT:
             raise ValueError(f"prompt[{i}].content is longer than {MAX_TEXT} characters")
@@ -99,25 +99,30 @@ def _messages(raw: Any) -> list[dict[str, str]]:
     return out
 
 
-def _completion(raw: Any, where: str) -> CompletionRecord:
+def _completion(raw: Any, where: str | int) -> CompletionRecord:
+    """``where`` names the completion in an error message: "chosen", "rejected" or i for completions[i]."""
     text: Any
     model: Any
     if isinstance(raw, str):
         text, model = raw, ""
     elif isinstance(raw, dict):
         if not raw.keys() <= _COMPLETION_KEYS:
-            raise ValueError(f"{where} has unknown keys {sorted(set(raw) - _COMPLETION_KEYS)}")
+            raise ValueError(f"{_where(where)} has unknown keys {sorted(set(raw) - _COMPLETION_KEYS)}")
         text = raw["text"] if "text" in raw else raw.get("content")
         model = raw.get("model") or ""
         if not isinstance(model, str):
-            raise ValueError(f"{where}.model must be a string")
+            raise ValueError(f"{_where(where)}.model must be a string")
     else:
-        raise ValueError(f"{where} must be a string or an object with text")
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{where} text is empty")
+        raise ValueError(f"{_where(where)} must be a string or an object with text")
+    if not isinstance(text, str) or not text or text.isspace():
+        raise ValueError(f"{_where(where)} text is empty")
     if len(text) > MAX_TEXT:
-        raise ValueError(f"{where} is longer than {MAX_TEXT} characters")
+        raise ValueError(f"{_where(where)} is longer than {MAX_TEXT} characters")
     return CompletionRecord(text=text, model=model[:200])
+
+
+def _where(where: str | int) -> str:
+    return where if isinstance(where, str) else f"completions[{where}]"
 
 
 def content_hash(messages: list[dict[str, str]], completions: list[CompletionRecord]) -> str:
@@ -161,7 +166,7 @@ def parse_record(obj: Any, *, line: int, task_kind: str, max_completions: int) -
         raw = obj.get("completions", [])
         if not isinstance(raw, list):
             raise ValueError("'completions' must be a list")
-        completions = [_completion(c, f"completions[{i}]") for i, c in enumerate(raw)]
+        completions = [_completion(c, i) for i, c in enumerate(raw)]
     n = len(completions)
     if task_kind == "demonstration":
         if completions:
@@ -270,15 +275,19 @@ class LineParser:
             self.errors.append(LineError(number, str(exc)))
             return None
 
-    def batches(self, lines: Iterable[bytes | str], *, size: int = BATCH_SIZE) -> Iterator[list[TaskRecord]]:
-        """Yield the good, first-seen records in lists of up to ``size`` while no line is bad; at the end
-        raise ImportFileError if any line was bad, or if the file has no tasks."""
+    def batches(
+        self, lines: Iterable[bytes | str], *, size: int = BATCH_SIZE, first: int | None = None
+    ) -> Iterator[list[TaskRecord]]:
+        """Yield the good, first-seen records in lists of up to ``size`` (the first list: up to ``first``, so a
+        consumer can start on it sooner) while no line is bad; at the end raise ImportFileError if any line
+        was bad, or if the file has no tasks."""
         errors = self.errors
         seen = self._seen
         task_kind = self.task_kind
         max_completions = self.max_completions
         loads = orjson.loads
         batch: list[TaskRecord] = []
+        limit = size if first is None else first
         for number, raw in enumerate(lines, start=1):
             record: TaskRecord | None = None
             try:
@@ -300,10 +309,11 @@ class LineParser:
                     seen.add(record.content_hash)
                     if not errors:
                         batch.append(record)
-                        if len(batch) >= size:
+                        if len(batch) >= limit:
                             self.records += len(batch)
                             yield batch
                             batch = []
+                            limit = size
             if len(errors) >= MAX_ERRORS:
                 self.truncated = True
                 break

@@ -171,8 +171,12 @@ class Assignment(models.Model):
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    # No single-column indexes: assignment_unique_task_annotator leads with task and
+    # assignment_annotator_status with annotator, and serve those lookups (see Meta).
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     status = models.CharField(max_length=12, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE)
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
@@ -187,7 +191,14 @@ class Assignment(models.Model):
         ]
         indexes = [
             models.Index(fields=["annotator", "project", "status"], name="assignment_annotator_status"),
-            models.Index(fields=["status", "expires_at"], name="assignment_status_expiry"),
+            # Active leases only (a few per annotator, while the table grows by one row per judgment): the
+            # annotator's live leases on every next-task, and the sweep of expired ones.
+            models.Index(
+                fields=["annotator", "project", "expires_at"],
+                condition=Q(status="active"),
+                name="assignment_active",
+            ),
+            models.Index(fields=["expires_at"], condition=Q(status="active"), name="assignment_active_expiry"),
         ]
 
     def __str__(self) -> str:

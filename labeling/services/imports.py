@@ -23,7 +23,8 @@ from typing import Any, BinaryIO
 import orjson
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from arbiter.errors import ValidationFailed
@@ -100,6 +101,7 @@ JUDGMENT_COLUMNS = (
 GOLD_COLUMNS = ("task_id", "ranking", "all_bad", "note")
 # Batches the parser hands to the writer thread, and how many may wait for it (memory stays bounded).
 STREAM_BATCH = 5000
+STREAM_FIRST_BATCH = 500  # a small first batch: the server starts sooner
 STREAM_QUEUE = 4
 STREAM_THREAD = True  # False: write each batch before parsing the next (no overlap)
 
@@ -206,6 +208,8 @@ class _CopyWriter:
         self.aborted = False
         self.executor: ThreadPoolExecutor | None = None
         self.pending: deque[Future[None]] = deque()
+        self.side: BaseDatabaseWrapper | None = None  # for ids while the worker runs a COPY (_reserve_ids)
+        self.side_failed = False
         with self.pgconn.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_get_serial_sequence(%s, 'id'), pg_get_serial_sequence(%s, 'id')",
@@ -240,6 +244,8 @@ class _CopyWriter:
                 for future in self.pending:
                     future.cancel()
                 self.executor.shutdown(wait=True)
+                if self.side is not None:
+                    self.side.close()
         if exc_type is None:
             # Back to deferred for the rest of an enclosing transaction. On an error the rollback (of the
             # transaction, or of the savepoint of a nested atomic block) restores it.
@@ -291,7 +297,7 @@ class _CopyWriter:
     def _prepare(self, records: list[TaskRecord]) -> tuple[list[TaskRecord], list[tuple[int, int]]]:
         """The records the project does not have yet, and a (prompt id, task id) reserved for each."""
         with self.pgconn.cursor() as cursor:
-            # Short statements: psycopg's connection lock slots each between two of the worker's COPYs.
+            # A short statement: psycopg's connection lock slots it between two of the worker's COPYs.
             if self.check_existing:
                 cursor.execute(
                     f"SELECT content_hash FROM {Task._meta.db_table} WHERE project_id = %s AND content_hash = ANY(%s)",
@@ -303,11 +309,38 @@ class _CopyWriter:
                     records = [r for r in records if r.content_hash not in existing]
                     if not records:
                         return [], []
-            cursor.execute(
-                "SELECT nextval(%s), nextval(%s) FROM generate_series(1, %s)",
-                [self.prompt_seq, self.task_seq, len(records)],
-            )
-            return records, cursor.fetchall()
+        return records, self._reserve_ids(len(records))
+
+    def _reserve_ids(self, n: int) -> list[tuple[int, int]]:
+        """n (prompt id, task id) pairs from the sequences.
+
+        nextval is not transactional, so while the worker is busy with COPY on the import's connection the
+        ids come from a second connection (opened once, in autocommit) instead of waiting for the COPY to
+        end: the server keeps ingesting while this batch is encoded. The ids are the same either way, and
+        burnt alike if the import rolls back."""
+        sql = "SELECT nextval(%s), nextval(%s) FROM generate_series(1, %s)"
+        args = [self.prompt_seq, self.task_seq, n]
+        side = self._side() if any(not future.done() for future in self.pending) else None
+        if side is not None:
+            with side.cursor() as cursor:
+                cursor.execute(sql, args)
+                return cursor.fetchall()
+        with self.pgconn.cursor() as cursor:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+
+    def _side(self) -> BaseDatabaseWrapper | None:
+        """The second connection, opened on first use; None if it cannot be opened (too many connections,
+        say): then the ids come from the import's connection, after the COPY under way."""
+        if self.side is None and not self.side_failed:
+            side = connections.create_connection(DEFAULT_DB_ALIAS)
+            try:
+                side.ensure_connection()
+            except DatabaseError:
+                self.side_failed = True
+                return None
+            self.side = side
+        return self.side
 
     def _copy_all(self, blocks: list[_Block]) -> None:
         if self.aborted or self.stop():
@@ -493,7 +526,7 @@ def _import_copy(
         threaded=STREAM_THREAD,
         stop=lambda: bool(parser.errors),
     ) as writer:
-        for records in parser.batches(lines, size=STREAM_BATCH):
+        for records in parser.batches(lines, size=STREAM_BATCH, first=STREAM_FIRST_BATCH):
             writer.put(records)
     counts = writer.counts
     return ImportResult(

@@ -216,7 +216,8 @@ def test_the_annotator_loop_statements_are_prepared_once_per_connection(world, o
     for i in range(3):
         task = client.post(f"/api/v1/projects/{project.pk}/next", {}, format="json").json()["tasks"][0]
         url = f"/api/v1/projects/{project.pk}/tasks/{task['task_id']}/judgments"
-        assert client.post(url, {"idempotency_key": f"p{i}", "ranking": [[0], [1]], "strength": 2}, format="json").status_code == 201
+        body = {"idempotency_key": f"p{i}", "ranking": [[0], [1]], "strength": 2}
+        assert client.post(url, body, format="json").status_code == 201
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE from_sql = false")
         prepared = " ".join(" ".join(row[0].split()) for row in cursor.fetchall())

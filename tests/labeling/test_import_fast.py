@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import astuple
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
+from django.utils import timezone
 
 from arbiter.errors import ValidationFailed
 from labeling import importing
@@ -278,3 +280,143 @@ def test_job_progress_shows_while_the_import_transaction_is_open(on_postgres, tm
     finally:
         observer.close()
     assert seen == [10, 20]
+
+
+def test_the_first_batch_can_be_smaller():
+    parser = LineParser(**_PW)
+    sizes = [len(batch) for batch in parser.batches(pairwise_lines(12), size=5, first=2)]
+    assert sizes == [2, 5, 5]
+
+
+@pytest.mark.django_db
+def test_copy_rows_get_the_import_time(on_postgres):
+    # created_at goes over in COPY's binary format (microseconds since 2000-01-01 UTC).
+    before = timezone.now()
+    project = make_project()
+    tasks_import(project=project, lines=pairwise_lines(3) + _lines(VARIED[1:2]), writer="copy")
+    after = timezone.now()
+    stamps = {
+        *Prompt.objects.filter(project=project).values_list("created_at", flat=True),
+        *Task.objects.filter(project=project).values_list("created_at", flat=True),
+        *Judgment.objects.filter(project=project).values_list("created_at", flat=True),
+    }
+    assert len(stamps) == 1  # one timestamp for the whole import
+    (stamp,) = stamps
+    assert before <= stamp <= after
+
+
+def _fk_mode(pgconn: psycopg.Connection[Any]) -> str:
+    """'deferred' or 'immediate': how the prompt's foreign key is checked now in this connection's transaction."""
+    with pgconn.cursor() as cursor:
+        cursor.execute("SAVEPOINT fk_probe")
+        # A dangling reference: an immediate constraint refuses it at once, a deferred one only at commit.
+        try:
+            cursor.execute(
+                "INSERT INTO labeling_prompt (project_id, messages, external_id, metadata, split, created_at) "
+                "VALUES (-1, '[]', 'probe', '{}', 'train', now())"
+            )
+        except psycopg.errors.ForeignKeyViolation:
+            mode = "immediate"
+        else:
+            mode = "deferred"
+        cursor.execute("ROLLBACK TO SAVEPOINT fk_probe")
+    return mode
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("threaded", [True, False])
+def test_foreign_keys_are_checked_at_each_copy_then_deferred_again(on_postgres, monkeypatch, threaded):
+    monkeypatch.setattr(imports, "STREAM_THREAD", threaded)
+    project = make_project()
+    connection.ensure_connection()
+    assert _fk_mode(connection.connection) == "deferred"
+    seen: list[str] = []
+    copy_all = imports._CopyWriter._copy_all
+
+    def watching(self, blocks):  # type: ignore[no-untyped-def]
+        copy_all(self, blocks)
+        seen.append(_fk_mode(self.pgconn))  # what the COPYs ran under, on the import's connection
+
+    monkeypatch.setattr(imports._CopyWriter, "_copy_all", watching)
+    result = tasks_import(project=project, lines=pairwise_lines(5), writer="copy")
+    assert result.created_tasks == 5
+    assert seen == ["immediate"]
+    # The enclosing transaction (here the test's) is back to deferred checks afterwards.
+    assert _fk_mode(connection.connection) == "deferred"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_dangling_reference_fails_at_its_copy_and_nothing_is_written(on_postgres, monkeypatch, threaded):
+    # The foreign keys stay enforced: a completion pointing at a task that does not exist (here forced by
+    # corrupting the encoder's ids) is refused by Postgres at the end of that COPY, and everything rolls back.
+    monkeypatch.setattr(imports, "STREAM_THREAD", threaded)
+    monkeypatch.setattr(imports, "STREAM_BATCH", 4)
+    monkeypatch.setattr(imports, "STREAM_FIRST_BATCH", 4)
+    encode = imports._CopyWriter._encode
+    calls = []
+
+    def corrupt(self, records, ids):  # type: ignore[no-untyped-def]
+        calls.append(len(records))
+        blocks = encode(self, records, ids)
+        if len(calls) == 2:  # the second batch: its completions point at task ids nobody has
+            return [b for b in blocks if b[0] is not Task]
+        return blocks
+
+    monkeypatch.setattr(imports._CopyWriter, "_encode", corrupt)
+    project = make_project()
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        tasks_import(project=project, lines=pairwise_lines(12), writer="copy")
+    assert _table_counts() == (0, 0, 0, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ids_come_from_a_second_connection_while_a_copy_runs(on_postgres, monkeypatch):
+    # nextval is not transactional: while the worker holds the import's connection for a COPY, the next
+    # batch's ids come from a second connection instead of waiting. Rows and links are the same.
+    monkeypatch.setattr(imports, "STREAM_BATCH", 5)
+    monkeypatch.setattr(imports, "STREAM_FIRST_BATCH", 5)
+    copy_all = imports._CopyWriter._copy_all
+    sides: list[Any] = []
+    side = imports._CopyWriter._side
+
+    def slow(self, blocks):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)  # the parser hands over the next batch meanwhile
+        copy_all(self, blocks)
+
+    def recording(self):  # type: ignore[no-untyped-def]
+        conn = side(self)
+        sides.append(conn)
+        return conn
+
+    monkeypatch.setattr(imports._CopyWriter, "_copy_all", slow)
+    monkeypatch.setattr(imports._CopyWriter, "_side", recording)
+    project = make_project()
+    result = tasks_import(project=project, lines=pairwise_lines(20), writer="copy")
+    assert result.created_tasks == 20
+    assert sides and all(conn is sides[0] and conn.connection is None for conn in sides)  # used, then closed
+    tasks = list(Task.objects.filter(project=project).select_related("prompt"))
+    assert len({t.pk for t in tasks}) == len({t.prompt_id for t in tasks}) == 20
+    assert all(t.prompt.external_id == f"t{i}" for i, t in enumerate(sorted(tasks, key=lambda t: t.pk)))
+    assert Completion.objects.filter(task__project=project).count() == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_a_second_connection_ids_come_from_the_import_connection(on_postgres, monkeypatch):
+    monkeypatch.setattr(imports, "STREAM_BATCH", 5)
+    monkeypatch.setattr(imports, "STREAM_FIRST_BATCH", 5)
+    copy_all = imports._CopyWriter._copy_all
+
+    def slow(self, blocks):  # type: ignore[no-untyped-def]
+        time.sleep(0.1)
+        copy_all(self, blocks)
+
+    class Refused:
+        def ensure_connection(self) -> None:
+            raise OperationalError("too many clients already")
+
+    monkeypatch.setattr(imports._CopyWriter, "_copy_all", slow)
+    monkeypatch.setattr(imports.connections, "create_connection", lambda alias: Refused())
+    project = make_project()
+    assert tasks_import(project=project, lines=pairwise_lines(20), writer="copy").created_tasks == 20
+    assert Task.objects.filter(project=project).count() == 20
