@@ -8,9 +8,11 @@ every chunk from one REPEATABLE READ snapshot, so a correction made mid-export c
 new verdict.
 
 On Postgres, ``export_stream`` and ``export_write`` send the JSONL formats (trl, hh-rlhf, openai-preference,
-openai-sft, judgments; not with ``min_agreement``) to ``labeling.selectors.exports_sql``, where one SQL statement
-builds every output line, byte for byte the Python path's, and Python only passes the bytes on. Records, rows,
-CSV, Parquet, the Hugging Face folder, ``min_agreement`` and SQLite keep the Python path below.
+openai-sft, judgments; not with ``min_agreement``) to ``labeling.selectors.exports_sql``: one SQL statement,
+streamed, returns the raw columns of every record (for ``judgments``, its line) and Python writes the lines with
+``formats.PairLines``/``formats.demonstration_line``, byte for byte the Python path's, while Postgres computes the
+next rows. Records, rows, CSV, Parquet, the Hugging Face folder, ``min_agreement`` and SQLite keep the Python
+path below.
 """
 
 from __future__ import annotations
@@ -413,9 +415,10 @@ def export_stream(
 ) -> Iterator[bytes]:
     """The bytes of a streamable export (JSONL, CSV), read and encoded as they are sent.
 
-    ``counter``, when given, counts the rows as they go by. On Postgres the JSONL formats are written by the
-    database itself (``labeling.selectors.exports_sql``: the same bytes, ``chunk_size`` records per FETCH);
-    the rest goes through the records and ``labeling.exports.formats``.
+    ``counter``, when given, counts the rows as they go by. On Postgres the JSONL formats take the fast path
+    (``labeling.selectors.exports_sql``: the same bytes, one streamed statement read ``chunk_size`` records at a
+    time; while it streams, the connection serves nothing else); the rest goes through the records and
+    ``labeling.exports.formats``.
     """
     if exports_sql.fast_path_supported(spec):
         return _fast_stream(spec, chunk_size=chunk_size, flush_bytes=flush_bytes, counter=counter)
@@ -432,10 +435,14 @@ def export_stream(
 def _fast_stream(
     spec: ExportSpec, *, chunk_size: int, flush_bytes: int, counter: formats.RowCounter | None
 ) -> Iterator[bytes]:
-    """exports_sql.stream_lines in the export's consistent read; lazy like the Python path."""
+    """exports_sql.stream_lines in the export's consistent read; lazy like the Python path.
+
+    Inside a caller's transaction the stream gets a savepoint: a stream closed half-way (a client hanging up)
+    cancels its statement, which aborts the transaction up to that savepoint only."""
     if chunk_size < 1:
         raise ValidationFailed("chunk_size must be at least 1")
-    with _consistent_read(no_jit=True):
+    read = transaction.atomic() if connection.in_atomic_block else _consistent_read(no_jit=True)
+    with read:
         yield from exports_sql.stream_lines(spec, chunk_size=chunk_size, flush_bytes=flush_bytes, counter=counter)
 
 

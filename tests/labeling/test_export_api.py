@@ -14,6 +14,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.http import FileResponse, StreamingHttpResponse
 from rest_framework.test import APIClient
 
@@ -58,7 +59,9 @@ def test_export_body_is_not_read_before_it_is_sent(prefs, django_assert_num_quer
     with django_assert_num_queries(2):  # the token and the membership: no export query before streaming
         response = client.get(f"/api/v1/projects/{project.pk}/export?format=trl")
     assert isinstance(response, StreamingHttpResponse)
-    with django_assert_num_queries(2):  # then, as it is sent: one page of judgments and its completions
+    # then, as it is sent: one page of judgments and its completions; on Postgres the fast path's one streamed
+    # statement, in a savepoint of the test's transaction
+    with django_assert_num_queries(3 if connection.vendor == "postgresql" else 2):
         content = body(response)
     assert content.count(b"\n") == 7
 

@@ -14,6 +14,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 from django.db.models import JSONField, Value
@@ -362,8 +363,9 @@ def test_the_dispatcher_sends_supported_exports_to_one_sql_statement(on_postgres
         assert len(queries) == 0  # lazy: nothing is read before the first piece is asked for
         data = b"".join(stream)
     statements = [q["sql"].split(None, 1)[0] for q in queries]
-    # one statement builds every line; each FETCH reads 5 judgments' lines (19 judgments: 4 pages)
-    assert statements == ["DECLARE", "FETCH", "FETCH", "FETCH", "FETCH"]
+    # one streamed statement reads every record (in a savepoint of the test's transaction), never one per page
+    assert statements == ["SAVEPOINT", "SELECT", "RELEASE"]
+    assert "ORDER BY r.id" in queries[1]["sql"]
     assert data == python_bytes(spec)
 
 
@@ -410,34 +412,71 @@ def test_a_ranked_position_without_its_completion_fails_as_in_python(on_postgres
         assert f"ranks position {position}, which task" in fast.value.errors["ranking"]
 
 
-def test_messages_the_importer_cannot_write_are_refused_not_rendered_differently(on_postgres):
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": None}],
+        [{"role": "system", "content": "S"}, {"role": 3, "content": "U"}],
+        ["a bare string"],
+        {"role": "user", "content": "an object, not a list"},
+    ],
+)
+@pytest.mark.parametrize("format_name", ["trl", "hh-rlhf", "openai-preference"])
+def test_messages_the_importer_cannot_write_are_refused_not_rendered_differently(on_postgres, messages, format_name):
     project = build_pairwise()
-    Prompt.objects.filter(tasks__project=project, external_id="named").update(
-        messages=[{"role": "user", "content": None}]
-    )
-    spec = export_prepare(project=project, format="trl")
+    Prompt.objects.filter(tasks__project=project, external_id="named").update(messages=messages)
+    ties = "both" if format_name == "openai-preference" else "keep"  # the tie of "named" is written too
+    spec = export_prepare(project=project, format=format_name, options={"ties": ties})
     with pytest.raises(formats.FormatError) as info:
         fast_bytes(spec)
     assert "role or content is not a string" in info.value.errors["messages"]
-    assert b'"prompt": "None"' in python_bytes(spec)  # what the Python path makes of it
+    if format_name == "trl" and messages == [{"role": "user", "content": None}]:
+        assert b'"prompt": "None"' in python_bytes(spec)  # what the Python path makes of it
+
+
+def test_demonstration_messages_the_importer_cannot_write_are_refused(on_postgres):
+    project = build_demonstrations()
+    Prompt.objects.filter(tasks__project=project, external_id="d-multi").update(messages=[{"content": 1}])
+    spec = export_prepare(project=project, format="openai-sft")
+    with pytest.raises(formats.FormatError) as info:
+        fast_bytes(spec)
+    assert info.value.errors["messages"].startswith("demonstration ")
 
 
 # --- transactions and cursors ------------------------------------------------------------------------------
 
 
-def test_an_abandoned_stream_closes_its_cursor(on_postgres):
+def _connection_idle_in_transaction() -> bool:
+    """No statement running on the connection, its transaction open and healthy (not aborted)."""
+    return bool(connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS)
+
+
+@pytest.mark.parametrize("format_name", ["judgments", "trl"])
+def test_an_abandoned_stream_cancels_its_statement_and_frees_the_connection(on_postgres, format_name):
     project = build_pairwise()
-    spec = export_prepare(project=project, format="judgments")
+    spec = export_prepare(project=project, format=format_name)
     stream = export_stream(spec=spec, chunk_size=1, flush_bytes=1)
     first = next(stream)
-    assert json.loads(first)["judgment_id"]
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_cursors WHERE name LIKE 'arbiter_export_%'")
-        assert cursor.fetchone()[0] == 1
+    assert json.loads(first)
+    # the connection is streaming: a query sent meanwhile fails at once instead of waiting forever
+    with pytest.raises(exports_sql.ConnectionBusy):
+        Judgment.objects.count()
     stream.close()  # a client hanging up
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_cursors WHERE name LIKE 'arbiter_export_%'")
-        assert cursor.fetchone()[0] == 0
+    assert _connection_idle_in_transaction()
+    # the test's own transaction is intact (the stream had a savepoint) and the connection serves queries again
+    assert Judgment.objects.filter(project=project, is_live=True, action="label").count() == 19
+    assert b"".join(export_stream(spec=spec)) == python_bytes(spec)
+
+
+def test_a_format_error_mid_stream_leaves_the_connection_usable(on_postgres):
+    project = build_pairwise()
+    Completion.objects.filter(task__prompt__external_id="late-system", position=1).delete()
+    spec = export_prepare(project=project, format="trl", options={"ties": "keep"})
+    with pytest.raises(formats.FormatError):
+        for _ in export_stream(spec=spec, chunk_size=1, flush_bytes=1):
+            pass
+    assert _connection_idle_in_transaction()
+    assert Judgment.objects.filter(project=project).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -449,12 +488,11 @@ def test_the_fast_path_reads_one_snapshot_in_its_own_transaction_without_jit(on_
         cursor.execute("SHOW jit")
         jit_before = cursor.fetchone()[0]
     assert not connection.in_atomic_block
+    queries = CaptureQueriesContext(connection)
+    queries.__enter__()
     stream = export_stream(spec=spec, chunk_size=1, flush_bytes=1)
     pieces = [next(stream)]
     assert connection.in_atomic_block  # the export's own REPEATABLE READ transaction
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW jit")
-        assert cursor.fetchone()[0] == "off"  # for this transaction only
     first = json.loads(pieces[0])
     corrected = next(r for r in map(json.loads, expected.splitlines()) if r["annotator"] == "zoë")
     user = corrected["annotator"]
@@ -470,7 +508,12 @@ def test_the_fast_path_reads_one_snapshot_in_its_own_transaction_without_jit(on_
     thread.start()
     thread.join()
     pieces.extend(stream)
+    queries.__exit__(None, None, None)
     assert not connection.in_atomic_block
+    sql = [q["sql"] for q in queries]
+    # one read-only REPEATABLE READ transaction, JIT off for it only, one statement
+    assert sql[:3] == ["BEGIN", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY", "SET LOCAL jit = off"]
+    assert sql[3].startswith("SELECT ") and sql[3].endswith("ORDER BY r.id") and sql[4:] == ["COMMIT"]
     assert Judgment.objects.filter(idempotency_key="mid-export", is_live=True).count() == 1  # it was committed
     assert b"".join(pieces) == expected  # the snapshot of the first FETCH, not the correction
     assert first["judgment_id"] == json.loads(expected.splitlines()[0])["judgment_id"]

@@ -597,10 +597,15 @@ def test_the_http_byte_stream_starts_before_the_database_is_read_through():
     spec = export_prepare(project=project, format="trl")
     with CaptureQueriesContext(connection) as queries:
         stream = export_stream(spec=spec, chunk_size=2, flush_bytes=1)
-        first = next(stream)
-        assert json.loads(first)["prompt"]
-        assert len(queries) == 2  # only the first page was read
-        stream.close()
+        try:
+            first = next(stream)
+            assert json.loads(first)["prompt"]
+            if connection.vendor == "postgresql":  # the fast path: one streamed statement, logged when it ends
+                assert [q["sql"].split()[0] for q in queries] == ["SAVEPOINT"]
+            else:
+                assert len(queries) == 2  # only the first page was read
+        finally:
+            stream.close()  # a stream is read to its end or closed: until then it holds the connection
 
 
 # --- real consumers: TRL's trainers on a tiny model --------------------------------------------------
@@ -723,3 +728,86 @@ def test_tar_members_are_deterministic(tmp_path):
         members = tar.getmembers()
     assert [m.name for m in members] == ["dataset", "dataset/a.txt", "dataset/b.txt"]
     assert {(m.mtime, m.uid, m.uname) for m in members} == {(0, 0, "")}
+
+
+# --- JSONL lines written from texts (the Postgres fast path's writer) ------------------------------------------
+
+LINE_TEXTS = [
+    'He said "hi" \\ C:\\path\\n\nnew\tline\r\n\x00\x01\x07\x08\x0b\x0c\x1b\x1f\x7f é 中文 🎉 👩‍💻 \u2028\u2029 \ufeff',
+    "",
+    "plain",
+    "</script> {\"json\": [1, 2]} 'single'",
+]
+LINE_MESSAGES = [
+    [{"role": "user", "content": LINE_TEXTS[0]}],
+    [],
+    [{"role": "system", "content": "S \u2028"}, {"role": "system", "content": 'two "'},
+     {"role": "user", "content": "U"}, {"role": "assistant", "content": "A\\"},
+     {"role": "user", "content": "again 🎉"}],
+    [{"role": "user", "content": "u"}, {"role": "tool", "content": ""}, {"role": "system", "content": "late"}],
+    [{"role": "assistant", "content": "only an assistant"}],
+]  # fmt: skip
+
+
+def test_json_string_escapes_every_code_point_as_json_dumps_does():
+    for start in range(0, 0x110000, 0x800):
+        block = "".join(chr(c) for c in range(start, start + 0x800) if not 0xD800 <= c < 0xE000)
+        assert formats.json_string(block) == json.dumps(block, ensure_ascii=False).encode()
+        for c in block[:64]:  # and alone, each escape on its own
+            assert formats.json_string(c) == json.dumps(c, ensure_ascii=False).encode()
+    for text in LINE_TEXTS:
+        assert formats.json_string(text) == json.dumps(text, ensure_ascii=False).encode()
+
+
+def _line_record(messages: list[dict[str, str]], ranking: list[list[int]], strength: int | None) -> dict[str, Any]:
+    completions = {i: {"text": LINE_TEXTS[i % len(LINE_TEXTS)] + f" #{i}", "model": "m"} for i in range(3)}
+    return {
+        "judgment_id": 7, "task_id": 3, "external_id": "e", "split": "train", "is_gold": False, "messages": messages,
+        "completions": completions, "ranking": ranking, "all_bad": False, "strength": strength, "criteria": {},
+        "rationale": "", "flags": [], "time_spent_ms": None, "annotator": "ann", "source": "human",
+        "created_at": "2024-01-01T00:00:00+00:00",
+    }  # fmt: skip
+
+
+def _jsonl(format_name: str, record: dict[str, Any], *, kind: str, options: dict[str, Any]) -> bytes:
+    """What the Python path writes for one record."""
+    return b"".join(formats.jsonl_chunks(formats.format_rows(format_name, [record], kind=kind, options=options)))
+
+
+@pytest.mark.parametrize("format_name", ["trl", "hh-rlhf", "openai-preference"])
+def test_pair_lines_are_the_bytes_of_jsonl_chunks(format_name):
+    rankings = [[[0], [1]], [[1], [0]], [[0, 1]], [[2], [0, 1]], [[1], [2], [0]], [[0, 1, 2]]]
+    spec_options = formats.FORMATS[format_name].options
+    for values in itertools.product(*spec_options.values()):
+        options = dict(zip(spec_options, values, strict=True))
+        lines = formats.PairLines(format_name, options)
+        for messages, ranking, strength in itertools.product(LINE_MESSAGES, rankings, [None, 2, -3, 0]):
+            record = _line_record(messages, ranking, strength)
+            expected = _jsonl(format_name, record, kind=formats.COMPARISON, options=options)
+            if len(messages) == 1 and messages[0]["role"] == "user":  # the fast path's common prompt
+                prompt = lines.user_prompt(messages[0]["content"])
+                assert prompt == lines.prompt(messages)
+            else:
+                prompt = lines.prompt(messages)
+            got = b"".join(
+                lines.line(prompt, record["completions"][c]["text"], record["completions"][r]["text"], strength, tie)
+                for c, r, tie in formats.ranking_lines(ranking, ties=options["ties"])
+            )
+            assert got == expected, (options, messages, ranking, strength)
+            for line in got.splitlines():
+                json.loads(line)
+
+
+def test_demonstration_lines_are_the_bytes_of_jsonl_chunks():
+    for messages, text in itertools.product(LINE_MESSAGES, LINE_TEXTS):
+        record = {"messages": messages, "text": text}
+        expected = _jsonl("openai-sft", record, kind=formats.DEMONSTRATION, options={})
+        assert formats.demonstration_line(messages, text) == expected
+
+
+def test_ranking_lines_follow_the_ties_policy():
+    assert formats.ranking_lines([[2], [0, 1]], ties="drop") == [(2, 0, False), (2, 1, False)]
+    assert formats.ranking_lines([[2], [0, 1]], ties="keep") == [(0, 1, True), (2, 0, False), (2, 1, False)]
+    assert formats.ranking_lines([[2], [0, 1]], ties="both") == [(0, 1, True), (1, 0, True), (2, 0, False),
+                                                                 (2, 1, False)]  # fmt: skip
+    assert formats.ranking_lines([[0, 1]], ties="drop") == []
