@@ -52,6 +52,7 @@ class WireTrace:
     def __init__(self) -> None:
         self.file = tempfile.NamedTemporaryFile(prefix="arbiter-bench-trace-", delete=False)  # noqa: SIM115
         self.pgconn: Any = None
+        self.parsed: dict[str, str] = {}  # prepared statement name -> SQL, across traced requests
 
     def __enter__(self) -> WireTrace:
         connection.ensure_connection()
@@ -73,11 +74,25 @@ class WireTrace:
                 lines[-1] += " " + line
             else:
                 lines.append(line)
+        # A statement is a simple-protocol Query, or an extended-protocol Bind (+ Execute) of a statement
+        # Parsed earlier: the hot path's prepared statements are Parsed once per connection, then only
+        # Bound and Executed, so counting Parse messages would miss them.
         out = []
+        parsed: dict[str, str] = dict(self.parsed)
         for line in lines:
             parts = line.split("\t")
-            if len(parts) >= 5 and parts[1] == "F" and parts[3] in ("Query", "Parse"):
-                out.append(" ".join(parts[4].split()).strip('"'))
+            if len(parts) < 5 or parts[1] != "F":
+                continue
+            kind, body = parts[3], parts[4].strip()
+            if kind == "Query":
+                out.append(" ".join(body.split()).strip('"'))
+            elif kind == "Parse":
+                name, _, sql = body.partition(" ")
+                parsed[name.strip('"')] = " ".join(sql.split()).strip('"')
+            elif kind == "Bind":
+                statement = body.split(" ")[1].strip('"') if " " in body else ""
+                out.append(parsed.get(statement, f"<prepared statement {statement or '(unnamed)'}>"))
+        self.parsed = parsed
         return out
 
     def close(self) -> None:
